@@ -1,0 +1,111 @@
+// Package config is cradle's configuration: built-in defaults, the TOML file
+// /etc/cradle/cradle.toml, drop-ins /etc/cradle/cradle.d/*.toml (lexical
+// order, later keys win) and command-line overrides, in that order.
+//
+// The key names of root, state, socket, log_level, [registry] config_path,
+// [cni] conf_dir/plugin_dirs, [stream] address/port, [runtime]
+// default_handler/cgroup_driver and [runtime.handlers.NAME] path are a
+// contract with tools outside the project: never rename them.
+package config
+
+import (
+	"time"
+)
+
+// Default paths.
+const (
+	DefaultFile       = "/etc/cradle/cradle.toml"
+	DefaultRoot       = "/var/lib/cradle"
+	DefaultState      = "/run/cradle"
+	DefaultSocket     = "/run/cradle/cradle.sock"
+	DefaultCertsDir   = "/etc/cradle/certs.d"
+	DefaultCNIConfDir = "/etc/cni/net.d"
+)
+
+// Config is the effective configuration.
+type Config struct {
+	// Root holds data that outlives the daemon (images, layers, records).
+	Root string `toml:"root" comment:"data that outlives the daemon: images, layers, pod and container records"`
+	// State holds runtime state that a reboot clears (sockets, mounts, runc state).
+	State    string `toml:"state" comment:"runtime state cleared by a reboot (tmpfs): runc state, netns mounts"`
+	Socket   string `toml:"socket" comment:"CRI gRPC unix socket"`
+	LogLevel string `toml:"log_level" comment:"debug, info, warn or error"`
+
+	Registry RegistryConfig `toml:"registry"`
+	CNI      CNIConfig      `toml:"cni"`
+	Stream   StreamConfig   `toml:"stream"`
+	Runtime  RuntimeConfig  `toml:"runtime"`
+}
+
+// RegistryConfig configures image pulls.
+type RegistryConfig struct {
+	// ConfigPath is a containerd-style hosts.toml directory.
+	ConfigPath string `toml:"config_path" comment:"hosts.toml directory: <config_path>/<host>/hosts.toml, <config_path>/_default/hosts.toml"`
+	// MaxConcurrentDownloads bounds the layers of one pull fetched at once.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"layers of one pull downloaded in parallel"`
+	// StallTimeout cancels a pull that received no byte for this long; 0 disables.
+	StallTimeout Duration `toml:"stall_timeout" comment:"cancel a pull that receives no byte for this long (0 = never); a slow but moving pull is never cancelled"`
+}
+
+// CNIConfig configures pod networking.
+type CNIConfig struct {
+	ConfDir    string   `toml:"conf_dir" comment:"the first .conf/.conflist/.json here (lexical order) is the pod network"`
+	PluginDirs []string `toml:"plugin_dirs" comment:"directories searched for CNI plugin binaries"`
+}
+
+// StreamConfig configures the exec/attach/port-forward server.
+type StreamConfig struct {
+	Address string `toml:"address" comment:"address the streaming server binds; keep it on loopback unless it has TLS"`
+	Port    int    `toml:"port" comment:"0 = any free port"`
+	TLSCert string `toml:"tls_cert" comment:"PEM certificate; empty = plain HTTP"`
+	TLSKey  string `toml:"tls_key" comment:"PEM key for tls_cert"`
+	// URLTTL is how long an exec/attach/port-forward URL stays valid.
+	URLTTL Duration `toml:"url_ttl" comment:"how long a streaming URL stays valid"`
+}
+
+// RuntimeConfig configures OCI runtimes (RuntimeClass handlers).
+type RuntimeConfig struct {
+	DefaultHandler string                   `toml:"default_handler" comment:"handler for pods without a RuntimeClass"`
+	CgroupDriver   string                   `toml:"cgroup_driver" comment:"cgroupfs or systemd"`
+	Handlers       map[string]HandlerConfig `toml:"handlers"`
+}
+
+// HandlerConfig is one RuntimeClass handler: an OCI runtime binary.
+type HandlerConfig struct {
+	Path string `toml:"path" comment:"OCI runtime binary"`
+	// Root is the runtime's state directory; empty = <state>/runtime/<name>.
+	Root string `toml:"root,omitempty" comment:"runtime state dir; empty = <state>/runtime/<handler>"`
+	// Type says which command line dialect the binary speaks.
+	Type string `toml:"type,omitempty" comment:"oci (runc-compatible command line: runc, crun, runsc, kata)"`
+}
+
+// Default returns the built-in configuration: the daemon runs with no file.
+func Default() Config {
+	return Config{
+		Root:     DefaultRoot,
+		State:    DefaultState,
+		Socket:   DefaultSocket,
+		LogLevel: "info",
+		Registry: RegistryConfig{
+			ConfigPath:             DefaultCertsDir,
+			MaxConcurrentDownloads: 6,
+			StallTimeout:           Duration(time.Minute),
+		},
+		CNI: CNIConfig{
+			ConfDir:    DefaultCNIConfDir,
+			PluginDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
+		},
+		Stream: StreamConfig{
+			Address: "127.0.0.1",
+			Port:    0,
+			URLTTL:  Duration(time.Minute),
+		},
+		Runtime: RuntimeConfig{
+			DefaultHandler: "runc",
+			CgroupDriver:   "cgroupfs",
+			Handlers: map[string]HandlerConfig{
+				"runc": {Path: "runc", Type: "oci"},
+			},
+		},
+	}
+}

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// validate checks every value and names the key and the file that set it.
+func (l *Loaded) validate() error {
+	c := &l.Config
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Sprintf("%s: key %q: %s", l.Origin(key), key, fmt.Sprintf(format, args...)))
+	}
+	abs := func(key, v string) {
+		if !filepath.IsAbs(v) {
+			bad(key, "must be an absolute path, got %q", v)
+		}
+	}
+	abs("root", c.Root)
+	abs("state", c.State)
+	abs("socket", c.Socket)
+	abs("registry.config_path", c.Registry.ConfigPath)
+	abs("cni.conf_dir", c.CNI.ConfDir)
+	for _, d := range c.CNI.PluginDirs {
+		abs("cni.plugin_dirs", d)
+	}
+	if len(c.CNI.PluginDirs) == 0 {
+		bad("cni.plugin_dirs", "must name at least one directory")
+	}
+	if filepath.Clean(c.Root) == filepath.Clean(c.State) {
+		bad("state", "must differ from root (%s)", c.Root)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.Registry.MaxConcurrentDownloads < 1 || c.Registry.MaxConcurrentDownloads > 64 {
+		bad("registry.max_concurrent_downloads", "must be between 1 and 64, got %d", c.Registry.MaxConcurrentDownloads)
+	}
+	if c.Registry.StallTimeout < 0 {
+		bad("registry.stall_timeout", "must not be negative")
+	}
+	if net.ParseIP(c.Stream.Address) == nil {
+		bad("stream.address", "must be an IP address, got %q", c.Stream.Address)
+	}
+	if c.Stream.Port < 0 || c.Stream.Port > 65535 {
+		bad("stream.port", "must be between 0 and 65535, got %d", c.Stream.Port)
+	}
+	if (c.Stream.TLSCert == "") != (c.Stream.TLSKey == "") {
+		bad("stream.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	if c.Stream.URLTTL.Std() <= 0 {
+		bad("stream.url_ttl", "must be positive")
+	}
+	switch c.Runtime.CgroupDriver {
+	case "cgroupfs", "systemd":
+	default:
+		bad("runtime.cgroup_driver", "must be cgroupfs or systemd, got %q", c.Runtime.CgroupDriver)
+	}
+	names := make([]string, 0, len(c.Runtime.Handlers))
+	for name := range c.Runtime.Handlers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		h := c.Runtime.Handlers[name]
+		key := "runtime.handlers." + name
+		if h.Path == "" {
+			bad(key+".path", "must name the runtime binary")
+		}
+		if h.Type == "" {
+			h.Type = "oci"
+		}
+		if h.Type != "oci" {
+			bad(key+".type", "must be \"oci\" (a runc-compatible command line), got %q", h.Type)
+		}
+		if h.Root != "" {
+			abs(key+".root", h.Root)
+		}
+		c.Runtime.Handlers[name] = h
+	}
+	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {
+		bad("runtime.default_handler", "no handler %q in [runtime.handlers] (have: %s)", c.Runtime.DefaultHandler, strings.Join(names, ", "))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+// Package cri is cradle's gRPC face: it serves CRI v1 RuntimeService and
+// ImageService. It is deliberately thin: check the request, translate CRI
+// types into domain calls, translate results back, and map domain error kinds
+// to gRPC codes (in the interceptor). Behaviour lives in the domain packages.
+package cri
+
+import (
+	"log/slog"
+
+	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/image"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Server implements runtimeapi.RuntimeServiceServer and ImageServiceServer.
+// RPCs whose issue has not landed answer Unimplemented through the embedded
+// types.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	cfg    *config.Loaded
+	images *image.Service
+	log    *slog.Logger
+}
+
+// New returns a CRI server over the domain services.
+func New(cfg *config.Loaded, images *image.Service, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, images: images, log: log}
+}

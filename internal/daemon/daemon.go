@@ -1,0 +1,112 @@
+// Package daemon wires cradle's services together and runs them: it takes the
+// root lock, opens the stores, serves CRI on the unix socket and shuts down on
+// SIGTERM without touching running containers.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/cri"
+	"github.com/cradle-runtime/cradle/internal/image"
+	"github.com/cradle-runtime/cradle/internal/layer"
+	"github.com/cradle-runtime/cradle/internal/version"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// maxMsgSize matches kubelet's client limit (cri-client's 16 MiB).
+const maxMsgSize = 16 << 20
+
+// gracefulStopTimeout bounds how long in-flight calls may finish at shutdown.
+const gracefulStopTimeout = 10 * time.Second
+
+// Run serves until ctx is cancelled (the caller cancels it on SIGTERM/SIGINT).
+// ready, if not nil, is called once the socket accepts connections.
+func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()) error {
+	// Monitors and runtime processes whose parent dies are re-parented to us
+	// rather than to PID 1, so we can reap them promptly.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		log.Warn("cannot become a child subreaper; orphaned processes are left to PID 1", "err", err)
+	}
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	lock, err := lockRoot(cfg.Root)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	layers, err := layer.Open(filepath.Join(cfg.Root, "layers"))
+	if err != nil {
+		return fmt.Errorf("open layer store: %w", err)
+	}
+	images, err := image.New(image.Config{
+		Dir:                    filepath.Join(cfg.Root, "images"),
+		RegistryConfigPath:     cfg.Registry.ConfigPath,
+		MaxConcurrentDownloads: cfg.Registry.MaxConcurrentDownloads,
+		StallTimeout:           cfg.Registry.StallTimeout.Std(),
+	}, layers)
+	if err != nil {
+		return fmt.Errorf("open image store: %w", err)
+	}
+	defer images.Close()
+	// Every holder of layers has re-acquired them: what is left is garbage of
+	// an interrupted pull or removal.
+	if err := layers.Prune(); err != nil {
+		log.Warn("pruning unreferenced layers failed", "err", err)
+	}
+
+	srv := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMsgSize),
+		grpc.MaxSendMsgSize(maxMsgSize),
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
+	)
+	api := cri.New(cfg, images, log)
+	runtimeapi.RegisterRuntimeServiceServer(srv, api)
+	runtimeapi.RegisterImageServiceServer(srv, api)
+
+	lis, err := listenSocket(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Socket)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	log.Info("cradle daemon serving CRI", "version", version.Version, "socket", cfg.Socket,
+		"root", cfg.Root, "state", cfg.State, "config", cfg.Files)
+	if ready != nil {
+		ready()
+	}
+
+	select {
+	case err := <-serveErr:
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve CRI: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; containers keep running")
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(gracefulStopTimeout):
+		log.Warn("in-flight calls did not finish in time; closing connections")
+		srv.Stop()
+	}
+	return nil
+}
