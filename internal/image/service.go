@@ -3,23 +3,39 @@
 // verified layer download straight into the layer store).
 package image
 
-// API CONTRACT (stub; the implementation replaces the bodies, not the signatures).
-
 import (
-	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/layer"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
 )
+
+// Defaults for the configuration keys; config.Config applies them.
+const (
+	DefaultMaxConcurrentDownloads = 6
+	DefaultStallTimeout           = time.Minute
+)
+
+// MinIDPrefix is the shortest hex ID prefix Get accepts: shorter ones match
+// too many images to be what anyone meant.
+const MinIDPrefix = 3
 
 // Config configures the image service; config.Config fills it from TOML.
 type Config struct {
 	Dir                string // <root>/images
 	RegistryConfigPath string // hosts.toml directory (containerd layout)
-	// MaxConcurrentDownloads bounds layer downloads of one pull.
+	// MaxConcurrentDownloads bounds layer downloads of one pull; <= 0 means
+	// DefaultMaxConcurrentDownloads.
 	MaxConcurrentDownloads int
 	// StallTimeout cancels a pull that made no progress (no byte received) for
 	// this long. A slow but moving pull is never cancelled. 0 disables it.
@@ -38,16 +54,22 @@ type Auth struct {
 }
 
 // Image is one image record. ID is the config digest and is the image_ref
-// returned by Pull and the id in every listing.
+// returned by Pull and the id in every listing. Config is shared between the
+// copies the service hands out: treat it as read-only.
 type Image struct {
-	ID          digest.Digest   `json:"id"`
-	RepoTags    []string        `json:"repoTags"`    // docker.io/library/busybox:latest
-	RepoDigests []string        `json:"repoDigests"` // docker.io/library/busybox@sha256:<manifest>
-	Size        int64           `json:"size"`        // sum of compressed layer sizes + config
-	Config      ocispec.Image   `json:"config"`      // parsed image config (user, env, cmd, ...)
-	ChainIDs    []digest.Digest `json:"chainIDs"`    // layers bottom to top, in the layer store
-	Pinned      bool            `json:"pinned,omitempty"`
-	PulledAt    time.Time       `json:"pulledAt"`
+	ID       digest.Digest `json:"id"`
+	RepoTags []string      `json:"repoTags"` // docker.io/library/busybox:latest
+	// RepoDigests holds name@<digest the reference resolved to>: the index's
+	// digest when the image came through an index, as containerd records it
+	// and kubelet and critest compare it.
+	RepoDigests []string `json:"repoDigests"`
+	// Size is the sum of the compressed layer sizes and the config size: what
+	// the registry transfers, as containerd reports it.
+	Size     int64           `json:"size"`
+	Config   ocispec.Image   `json:"config"`   // parsed image config (user, env, cmd, ...)
+	ChainIDs []digest.Digest `json:"chainIDs"` // layers bottom to top, in the layer store
+	Pinned   bool            `json:"pinned,omitempty"`
+	PulledAt time.Time       `json:"pulledAt"`
 	// ManifestDigest/ManifestMediaType describe the platform manifest pulled.
 	ManifestDigest    digest.Digest `json:"manifestDigest"`
 	ManifestMediaType string        `json:"manifestMediaType"`
@@ -63,32 +85,132 @@ type Progress struct {
 }
 
 // Service is the image service. Safe for concurrent use.
-type Service struct{}
+type Service struct {
+	cfg    Config
+	layers *layer.Store
+	hosts  *Hosts
+	db     *bolt.DB
+	dbPath string
+	log    *slog.Logger
 
-var errStub = errors.New("image service not implemented yet")
+	mu  sync.RWMutex // guards idx; held across a record's DB write
+	idx *index
 
-// New opens the image store, re-acquires its layers in ls, and returns the service.
-func New(cfg Config, ls *layer.Store) (*Service, error) { return nil, errStub }
+	watchers layerWatchers
 
-// Close releases resources (the metadata DB).
-func (s *Service) Close() error { return nil }
-
-// Pull pulls ref (normalised like Docker: busybox → docker.io/library/busybox:latest)
-// and returns the stored image. Concurrent pulls of one reference do the work once.
-func (s *Service) Pull(ctx context.Context, ref string, auth *Auth, progress func(Progress)) (Image, error) {
-	return Image{}, errStub
+	fmu     sync.Mutex // guards flights, closed
+	flights map[string]*flight
+	closed  bool
+	wg      sync.WaitGroup
 }
 
-// Get resolves an image by ID (sha256:..., hex, or unique ID prefix), tag
-// reference or digest reference. ok=false when absent.
-func (s *Service) Get(ref string) (Image, bool, error) { return Image{}, false, errStub }
+// New opens the image store, re-acquires its layers in ls, and returns the
+// service. A record whose layers are not all in ls (a crash, a manual
+// deletion) is dropped with a warning, never served half. The caller runs
+// ls.Prune() afterwards.
+func New(cfg Config, ls *layer.Store) (*Service, error) {
+	if cfg.Dir == "" {
+		return nil, errdefs.InvalidArgument("image service: Dir is not set")
+	}
+	if ls == nil {
+		return nil, errdefs.InvalidArgument("image service: no layer store")
+	}
+	if cfg.MaxConcurrentDownloads <= 0 {
+		cfg.MaxConcurrentDownloads = DefaultMaxConcurrentDownloads
+	}
+	if cfg.StallTimeout < 0 {
+		return nil, errdefs.InvalidArgument("image service: negative stall timeout %s", cfg.StallTimeout)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("image service: %w", err)
+	}
+	s := &Service{
+		cfg:     cfg,
+		layers:  ls,
+		hosts:   NewHosts(cfg.RegistryConfigPath),
+		dbPath:  filepath.Join(cfg.Dir, "images.db"),
+		log:     slog.Default().With("component", "image"),
+		idx:     newIndex(),
+		flights: map[string]*flight{},
+	}
+	db, err := openDB(s.dbPath)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
 
-// List returns all images; a non-empty filter returns the image it resolves to.
-func (s *Service) List(filter string) ([]Image, error) { return nil, errStub }
+func (s *Service) load() error {
+	imgs, bad, err := loadRecords(s.db)
+	if err != nil {
+		return fmt.Errorf("read image database %s: %w", s.dbPath, err)
+	}
+	for _, k := range bad {
+		s.log.Warn("dropping undecodable image record", "id", k)
+	}
+	// Older records first, so that if two ever claimed one tag the newer wins.
+	slices.SortFunc(imgs, func(a, b *Image) int { return a.PulledAt.Compare(b.PulledAt) })
+	for _, img := range imgs {
+		var held []digest.Digest
+		var missing digest.Digest
+		for _, c := range img.ChainIDs {
+			if _, ok := s.layers.Acquire(c); !ok {
+				missing = c
+				break
+			}
+			held = append(held, c)
+		}
+		if missing != "" {
+			s.log.Warn("dropping image whose layer is missing", "id", img.ID, "tags", img.RepoTags, "layer", missing)
+			s.release(held)
+			bad = append(bad, img.ID.String())
+			continue
+		}
+		s.idx.put(img)
+	}
+	if len(bad) > 0 {
+		if err := deleteKeys(s.db, bad); err != nil {
+			return fmt.Errorf("drop broken image records: %w", err)
+		}
+	}
+	return nil
+}
 
-// Remove removes the image ref resolves to, with every tag, and the layers no
-// longer referenced. Removing an absent image succeeds.
-func (s *Service) Remove(ref string) error { return errStub }
+// Close cancels pulls in progress, waits for them to clean up, and closes
+// the database.
+func (s *Service) Close() error {
+	s.fmu.Lock()
+	if s.closed {
+		s.fmu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, f := range s.flights {
+		f.cancel()
+	}
+	s.fmu.Unlock()
+	s.wg.Wait()
+	s.hosts.Close()
+	return s.db.Close()
+}
 
 // FsUsage reports bytes and inodes used by images (layers and records).
-func (s *Service) FsUsage() (bytes, inodes uint64, err error) { return 0, 0, errStub }
+func (s *Service) FsUsage() (bytes, inodes uint64, err error) {
+	bytes, inodes, err = s.layers.Usage()
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := os.Stat(s.dbPath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return bytes, inodes, nil
+		}
+		return 0, 0, err
+	}
+	return bytes + uint64(st.Size()), inodes + 1, nil
+}
