@@ -1,0 +1,44 @@
+// Command demoregistry builds cradle's demo images in-process (from Debian's
+// busybox-static; no network) and serves them from a registry on 127.0.0.1.
+// It prints the registry host (127.0.0.1:PORT) on the first line of stdout,
+// then the image references, and serves until SIGTERM/SIGINT.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cradle-runtime/cradle/internal/testkit"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demoregistry:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	reg, err := testkit.StartRegistry()
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	img, err := testkit.BusyboxImage(testkit.ImageConfig{Cmd: []string{"sh"}})
+	if err != nil {
+		return err
+	}
+	if _, err := reg.Push("demo/busybox:latest", img); err != nil {
+		return err
+	}
+	fmt.Println(reg.Host)
+	fmt.Println(reg.Ref("demo/busybox:latest"))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	return nil
+}
