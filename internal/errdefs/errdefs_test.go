@@ -1,0 +1,55 @@
+package errdefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestKindsMapToCodesThroughWrapping(t *testing.T) {
+	cases := []struct {
+		err  error
+		code codes.Code
+	}{
+		{nil, codes.OK},
+		{NotFound("image %q", "x"), codes.NotFound},
+		{fmt.Errorf("pull: %w", InvalidArgument("bad ref")), codes.InvalidArgument},
+		{WithKind(ErrDataLoss, errors.New("sha256 mismatch")), codes.DataLoss},
+		{New(ErrUnauthenticated, "401 from %s", "r"), codes.Unauthenticated},
+		{Unavailable("dial"), codes.Unavailable},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{context.Canceled, codes.Canceled},
+		{errors.New("plain"), codes.Unknown},
+		{status.Error(codes.Aborted, "already a status"), codes.Aborted},
+	}
+	for _, tc := range cases {
+		if got := Code(tc.err); got != tc.code {
+			t.Errorf("Code(%v) = %v, want %v", tc.err, got, tc.code)
+		}
+		if tc.err == nil {
+			continue
+		}
+		s := status.Convert(ToGRPC(tc.err))
+		if s.Code() != tc.code || s.Message() != tc.err.Error() && tc.code != codes.Aborted {
+			t.Errorf("ToGRPC(%v) = %v %q", tc.err, s.Code(), s.Message())
+		}
+	}
+}
+
+func TestWithKindKeepsMessageAndCause(t *testing.T) {
+	cause := errors.New("connection refused")
+	err := WithKind(ErrUnavailable, cause)
+	if err.Error() != "connection refused" {
+		t.Errorf("message changed: %q", err)
+	}
+	if !errors.Is(err, cause) || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+		t.Error("errors.Is does not see the cause and only the kind")
+	}
+	if WithKind(ErrNotFound, nil) != nil {
+		t.Error("WithKind(nil) must stay nil")
+	}
+}
