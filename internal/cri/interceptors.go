@@ -28,7 +28,7 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
 			}
 			err = mapError(method, err)
-			logCall(log, method, start, err)
+			logCall(ctx, log, method, start, err)
 		}()
 		return handler(ctx, req)
 	}
@@ -45,7 +45,7 @@ func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 				err = status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
 			}
 			err = mapError(method, err)
-			logCall(log, method, start, err)
+			logCall(ss.Context(), log, method, start, err)
 		}()
 		return handler(srv, ss)
 	}
@@ -62,7 +62,10 @@ func mapError(method string, err error) error {
 	return errdefs.ToGRPC(err)
 }
 
-func logCall(log *slog.Logger, method string, start time.Time, err error) {
+// logCall logs at warn only what an operator should look at: not absent
+// objects, not unimplemented RPCs, and not calls the client itself cancelled
+// or let time out (kubelet does that routinely).
+func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
 	took := time.Since(start)
 	if err == nil {
 		log.Debug("CRI call", "method", method, "took", took)
@@ -70,8 +73,8 @@ func logCall(log *slog.Logger, method string, start time.Time, err error) {
 	}
 	code := status.Code(err)
 	level := slog.LevelWarn
-	if code == codes.Unimplemented || code == codes.NotFound {
+	if code == codes.Unimplemented || code == codes.NotFound || ctx.Err() != nil {
 		level = slog.LevelDebug
 	}
-	log.Log(context.Background(), level, "CRI call failed", "method", method, "code", code.String(), "took", took, "err", fmt.Sprint(status.Convert(err).Message()))
+	log.Log(ctx, level, "CRI call failed", "method", method, "code", code.String(), "took", took, "err", fmt.Sprint(status.Convert(err).Message()))
 }

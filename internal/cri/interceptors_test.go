@@ -69,3 +69,25 @@ func TestToCRIImageUser(t *testing.T) {
 		}
 	}
 }
+
+func TestClientCancelledCallsAreNotWarnings(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	info := &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.ImageService/PullImage"}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := UnaryInterceptor(log)(ctx, nil, info, func(ctx context.Context, _ any) (any, error) { return nil, ctx.Err() })
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("got %v", err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("a client-cancelled call was logged at info or above: %s", buf.String())
+	}
+	// A failure of our own is a warning.
+	_, _ = UnaryInterceptor(log)(context.Background(), nil, info, func(context.Context, any) (any, error) {
+		return nil, errdefs.Unavailable("registry down")
+	})
+	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "registry down") {
+		t.Errorf("own failure not warned: %s", buf.String())
+	}
+}
