@@ -1,0 +1,254 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+)
+
+// Config describes one runtime handler (RuntimeClass) and where its state lives.
+type Config struct {
+	// Handler names the runtime in messages ("runc", "crun", "kata").
+	Handler string
+	// RuntimePath is the runc-compatible binary, e.g. /usr/sbin/runc.
+	RuntimePath string
+	// RuntimeRoot is passed as the runtime's --root. Each handler needs its
+	// own: runtimes keep their container state there.
+	RuntimeRoot string
+	// ConmonPath is the monitor binary, e.g. /usr/bin/conmon.
+	ConmonPath string
+	// StateDir belongs to this package (see the package comment). Keep it
+	// short: attach socket paths under it must fit a unix socket address.
+	StateDir string
+	// SystemdCgroup selects the systemd cgroup driver (--systemd-cgroup);
+	// the spec's cgroupsPath must then be "slice:prefix:name".
+	SystemdCgroup bool
+	// Logger receives warnings about monitors and cleanup; nil discards.
+	Logger *slog.Logger
+}
+
+// Runtime drives one OCI runtime binary and one conmon per container. Its
+// methods are safe for concurrent use; callers serialise operations on one
+// container (create before start, and so on).
+type Runtime struct {
+	cfg   Config
+	log   *slog.Logger
+	exits *exitWatcher
+
+	mu       sync.Mutex
+	monitors map[string]*monitor // by container id, while conmon runs
+	closed   bool
+	stop     chan struct{}  // closed by Close
+	wg       sync.WaitGroup // monitor supervisors
+}
+
+// commandWaitDelay bounds how long a finished runtime command may keep us
+// waiting for its output pipes, held open by a leaked grandchild.
+const commandWaitDelay = 5 * time.Second
+
+// New checks the configuration, creates the state directories, starts the
+// exit-file watcher and re-arms the watch of every conmon that survived a
+// restart of the daemon.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Handler == "" {
+		cfg.Handler = filepath.Base(cfg.RuntimePath)
+	}
+	for name, p := range map[string]string{
+		"runtime path": cfg.RuntimePath, "runtime root": cfg.RuntimeRoot,
+		"conmon path": cfg.ConmonPath, "state dir": cfg.StateDir,
+	} {
+		if p == "" || !filepath.IsAbs(p) {
+			return nil, errdefs.InvalidArgument("oci %s: %s must be an absolute path, got %q", cfg.Handler, name, p)
+		}
+	}
+	for _, bin := range []string{cfg.RuntimePath, cfg.ConmonPath} {
+		fi, err := os.Stat(bin)
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return nil, errdefs.FailedPrecondition("oci %s: %s is not an executable file", cfg.Handler, bin)
+		}
+	}
+	r := &Runtime{cfg: cfg, log: cfg.Logger, monitors: map[string]*monitor{}, stop: make(chan struct{})}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.log = r.log.With("runtime", cfg.Handler)
+	for _, d := range []string{cfg.RuntimeRoot, r.exitsDir(), r.attachDir(), r.ctrRoot()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("oci %s: %w", cfg.Handler, err)
+		}
+	}
+	w, err := newExitWatcher(r.exitsDir())
+	if err != nil {
+		return nil, fmt.Errorf("oci %s: watch exit dir: %w", cfg.Handler, err)
+	}
+	r.exits = w
+	r.recoverAll()
+	return r, nil
+}
+
+// Close stops watching. Containers and their conmons keep running; a new
+// Runtime over the same StateDir picks them up again. Pending WaitExit calls
+// return ErrUnavailable.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	ms := make([]*monitor, 0, len(r.monitors))
+	for _, m := range r.monitors {
+		ms = append(ms, m)
+	}
+	r.mu.Unlock()
+	close(r.stop)
+	for _, m := range ms {
+		if m.watch != nil {
+			m.watch.close()
+		}
+	}
+	r.wg.Wait()
+	return r.exits.close()
+}
+
+// List returns the ids of the containers that have state here: created (or
+// half-created before a crash) and not yet deleted. The daemon compares it
+// with its own records and deletes the orphans.
+func (r *Runtime) List() ([]string, error) {
+	ents, err := os.ReadDir(r.ctrRoot())
+	if err != nil {
+		return nil, fmt.Errorf("oci %s: list: %w", r.cfg.Handler, err)
+	}
+	ids := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if e.IsDir() && validID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// AttachSocketPath is the SOCK_SEQPACKET socket conmon serves for attach.
+func (r *Runtime) AttachSocketPath(id string) string {
+	return filepath.Join(r.attachDir(), id, "attach")
+}
+
+func (r *Runtime) exitsDir() string               { return filepath.Join(r.cfg.StateDir, "exits") }
+func (r *Runtime) attachDir() string              { return filepath.Join(r.cfg.StateDir, "attach") }
+func (r *Runtime) ctrRoot() string                { return filepath.Join(r.cfg.StateDir, "ctr") }
+func (r *Runtime) ctrDir(id string) string        { return filepath.Join(r.ctrRoot(), id) }
+func (r *Runtime) exitFile(id string) string      { return filepath.Join(r.exitsDir(), id) }
+func (r *Runtime) conmonPidFile(id string) string { return filepath.Join(r.ctrDir(id), "conmon.pid") }
+func (r *Runtime) pidFile(id string) string       { return filepath.Join(r.ctrDir(id), "pid") }
+
+// globalArgs come before the runtime's subcommand on every call.
+func (r *Runtime) globalArgs() []string {
+	args := []string{"--root", r.cfg.RuntimeRoot}
+	if r.cfg.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
+	}
+	return args
+}
+
+// run executes the runtime with args and returns its stdout. A failure
+// carries the runtime's own error message and, where it is recognisable, an
+// errdefs kind.
+func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, r.cfg.RuntimePath, append(r.globalArgs(), args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin = stdin
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = commandWaitDelay
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, errdefs.WithKind(kindOfContext(ctxErr),
+				fmt.Errorf("%s %s: %w", r.cfg.Handler, args[0], ctxErr))
+		}
+		msg := runtimeMessage(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return stdout.Bytes(), errdefs.WithKind(classify(msg),
+			fmt.Errorf("%s %s: %s", r.cfg.Handler, strings.Join(args, " "), msg))
+	}
+	return stdout.Bytes(), nil
+}
+
+func kindOfContext(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errdefs.ErrDeadlineExceeded
+	}
+	return err
+}
+
+// errKindUnknown marks runtime failures no errdefs kind describes.
+var errKindUnknown = errors.New("runtime error")
+
+// classify maps the runtime's error text to an errdefs kind. runc and crun
+// word these differently; the texts below are what they print.
+func classify(msg string) error {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.HasPrefix(m, "container") && strings.Contains(m, "does not exist"):
+		return errdefs.ErrNotFound
+	case strings.Contains(m, "already exists"):
+		return errdefs.ErrAlreadyExists
+	case strings.Contains(m, "not running"), strings.Contains(m, "not stopped"),
+		strings.Contains(m, "stopped state"), strings.Contains(m, "no such process"),
+		strings.Contains(m, "cannot exec"), strings.Contains(m, "cannot start"), strings.Contains(m, "paused"):
+		return errdefs.ErrFailedPrecondition
+	}
+	return errKindUnknown
+}
+
+// runtimeMessage extracts the error from runtime stderr: runc prints logrus
+// lines (time=... level=error msg="..."), crun plain text. The last error
+// line wins; it is the one that made the command fail.
+func runtimeMessage(stderr string) string {
+	var last string
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if i := strings.Index(line, `msg="`); i >= 0 {
+			if !strings.Contains(line, "level=error") && !strings.Contains(line, "level=fatal") && last != "" {
+				continue
+			}
+			line = unquoteLogfmt(line[i+len(`msg=`):])
+		}
+		last = line
+	}
+	return last
+}
+
+// unquoteLogfmt returns the quoted value at the start of s.
+func unquoteLogfmt(s string) string {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		case '"':
+			return b.String()
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
