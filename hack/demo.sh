@@ -26,7 +26,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "local registry with a busybox image built from Debian's busybox-static"
 bin/demoregistry >"$work/registry.out" 2>"$work/registry.err" &
 registry_pid=$!
-for _ in $(seq 100); do [ -s "$work/registry.out" ] && [ "$(wc -l <"$work/registry.out")" -ge 2 ] && break; kill -0 $registry_pid 2>/dev/null || { cat "$work/registry.err"; exit 1; }; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$work/registry.out" ] && [ "$(wc -l <"$work/registry.out")" -ge 3 ] && break; kill -0 $registry_pid 2>/dev/null || { cat "$work/registry.err"; exit 1; }; sleep 0.1; done
 image=$(sed -n 2p "$work/registry.out")
 echo "serving $image"
 
