@@ -1,0 +1,168 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/spec"
+)
+
+// fakeInit stands in for the OCI runtime: it records what it was asked.
+type fakeInit struct {
+	mu        sync.Mutex
+	specs     map[string]*specs.Spec
+	bundles   map[string]string
+	stops     []string
+	failStart error
+}
+
+func (f *fakeInit) Start(ctx context.Context, id, bundle string, s *specs.Spec) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.specs[id], f.bundles[id] = s, bundle
+	if f.failStart != nil {
+		return 0, f.failStart
+	}
+	return 4242, nil
+}
+
+func (f *fakeInit) Stop(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops = append(f.stops, id)
+	return nil
+}
+
+func (f *fakeInit) stopped() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.stops)
+}
+
+func withInit(t *testing.T, e *env) *fakeInit {
+	t.Helper()
+	if _, err := os.Stat(spec.DefaultInitPath); err != nil {
+		t.Skip("catatonit not installed")
+	}
+	facts, err := spec.DetectHostFacts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeInit{specs: map[string]*specs.Spec{}, bundles: map[string]string{}}
+	e.cfg.Init, e.cfg.Node = f, &spec.Node{Host: facts}
+	return f
+}
+
+func sharedPIDPod(name string) *runtimeapi.PodSandboxConfig {
+	c := hostPod(name)
+	c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	return c
+}
+
+func TestSharedPIDPodRunsInit(t *testing.T) {
+	e := newEnv(t, false)
+	f := withInit(t, e)
+	m := e.manager(t)
+	ctx := context.Background()
+	id, err := m.Run(ctx, sharedPIDPod("shared"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m.Get(id)
+	if s.PIDNS != "/proc/4242/ns/pid" {
+		t.Fatalf("PIDNS = %q", s.PIDNS)
+	}
+	sp, bundle := f.specs[id], f.bundles[id]
+	if sp == nil || sp.Process.Args[0] != "/catatonit" || sp.Root.Path != filepath.Join(bundle, "rootfs") {
+		t.Fatalf("init spec %+v in %s", sp, bundle)
+	}
+	var onDisk specs.Spec
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(bundle, "config.json"))), &onDisk); err != nil || onDisk.Process.Args[0] != "/catatonit" {
+		t.Fatalf("config.json: %v %+v", err, onDisk.Process)
+	}
+	// A pod without a shared PID namespace gets no init.
+	other, err := m.Run(ctx, hostPod("plain"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.specs[other]; ok {
+		t.Fatal("init started for a pod that does not share its PID namespace")
+	}
+
+	if err := m.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stopped(); len(got) != 1 || got[0] != id {
+		t.Fatalf("init stops = %v, want one for %s", got, id)
+	}
+	if s, _ := m.Get(other); s.PIDNS != "" {
+		t.Fatalf("plain pod PIDNS = %q", s.PIDNS)
+	}
+}
+
+func TestInitStartFailureIsUndone(t *testing.T) {
+	e := newEnv(t, false)
+	f := withInit(t, e)
+	f.failStart = errdefs.Unavailable("runc says no")
+	m := e.manager(t)
+	_, err := m.Run(context.Background(), sharedPIDPod("nope"), "")
+	wantKind(t, err, errdefs.ErrUnavailable)
+	if len(f.stopped()) != 1 {
+		t.Fatalf("a failed start was not cleaned up: stops %v", f.stopped())
+	}
+	e.assertNoTrace(t)
+}
+
+func TestCrashAfterInitStartIsUndone(t *testing.T) {
+	e := newEnv(t, false)
+	f := withInit(t, e)
+	m := e.manager(t)
+	crashed := make(chan struct{})
+	m.beforeStep = func(s string) error {
+		if s == stepReady {
+			close(crashed)
+			runtime.Goexit()
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { _, err := m.Run(ctx, sharedPIDPod("crash"), ""); done <- err }()
+	<-crashed
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if len(f.stopped()) != 0 {
+		t.Fatal("test setup: no stop should have happened yet")
+	}
+	e.manager(t)
+	if len(f.stopped()) != 1 {
+		t.Fatalf("recovery did not stop the init: %v", f.stopped())
+	}
+	e.assertNoTrace(t)
+}
+
+func TestInitNeedsNode(t *testing.T) {
+	e := newEnv(t, false)
+	e.cfg.Init = &fakeInit{}
+	_, err := New(context.Background(), e.cfg)
+	wantKind(t, err, errdefs.ErrInvalidArgument)
+}

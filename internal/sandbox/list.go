@@ -1,0 +1,56 @@
+package sandbox
+
+import (
+	"slices"
+	"strings"
+)
+
+// Filter selects pods for List; zero fields select everything.
+type Filter struct {
+	ID            string // an ID or a prefix of one
+	State         State  // Ready or NotReady
+	LabelSelector map[string]string
+}
+
+// List returns the pods matching f, oldest first, from memory.
+func (m *Manager) List(f Filter) []Sandbox {
+	m.mu.Lock()
+	pods := make([]*pod, 0, len(m.byID))
+	for id, p := range m.byID {
+		if strings.HasPrefix(id, f.ID) {
+			pods = append(pods, p)
+		}
+	}
+	m.mu.Unlock()
+
+	var out []Sandbox
+	for _, p := range pods {
+		if !p.visible() {
+			continue
+		}
+		v := p.view.Load()
+		if f.State != "" && v.State != f.State {
+			continue
+		}
+		if !matchLabels(v.Config.GetLabels(), f.LabelSelector) {
+			continue
+		}
+		out = append(out, p.snapshot())
+	}
+	slices.SortFunc(out, func(a, b Sandbox) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+func matchLabels(labels, sel map[string]string) bool {
+	for k, v := range sel {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}

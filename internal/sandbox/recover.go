@@ -1,0 +1,144 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cradle-runtime/cradle/internal/cni"
+	"github.com/cradle-runtime/cradle/internal/netns"
+)
+
+// recover loads the records and makes the host match them:
+//   - a pod that was being created is undone (kubelet retries the Run);
+//   - a READY pod whose namespaces or shm mount are gone
+//     (a reboot, an operator's cleanup) is stopped: it becomes NOTREADY and
+//     its leftovers, such as the CNI lease, are released;
+//   - a NOTREADY pod gets an interrupted Stop finished;
+//   - pod dirs and CNI attachments without a record (a lost record) are
+//     torn down.
+//
+// Failures to clean up one pod are logged and leave that pod NOTREADY, so
+// Stop and Remove can retry; they do not stop the daemon from starting.
+func (m *Manager) recover(ctx context.Context) error {
+	entries, err := os.ReadDir(m.recDir)
+	if err != nil {
+		return fmt.Errorf("sandbox: read records: %w", err)
+	}
+	var attached []string
+	if m.cfg.CNI != nil {
+		if attached, err = m.cfg.CNI.Attached(); err != nil {
+			slog.Warn("sandbox recovery: cannot read CNI attachments", "err", err)
+		}
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(m.recDir, name)
+		if strings.HasSuffix(name, ".tmp") {
+			os.Remove(path) // an interrupted atomic write
+			continue
+		}
+		if !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		p, err := loadRecord(path)
+		if err != nil {
+			// Kept aside rather than deleted: it may name an attachment an
+			// operator has to release by hand.
+			slog.Error("sandbox recovery: unreadable pod record moved aside", "path", path, "err", err)
+			os.Rename(path, path+".corrupt")
+			continue
+		}
+		m.recoverPod(ctx, p)
+	}
+	m.sweepOrphans(ctx, attached)
+	return nil
+}
+
+func (m *Manager) recoverPod(ctx context.Context, p *pod) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m.publish(p)
+	m.byID[p.id], m.names[p.name] = p, p
+	log := slog.With("pod", p.id, "name", p.name)
+	switch p.rec.State {
+	case Creating:
+		log.Info("sandbox recovery: undoing an interrupted RunPodSandbox")
+		if err := m.undoCreate(p, errInterrupted); err != errInterrupted {
+			log.Error("sandbox recovery: undo failed; the pod stays NOTREADY", "err", err)
+		}
+	case Ready:
+		if why := m.broken(p); why != "" {
+			log.Warn("sandbox recovery: pod lost its resources; stopping it", "reason", why)
+			// Not stop: its containers are the container manager's to
+			// recover, and it may not exist yet.
+			if err := m.release(ctx, p); err != nil {
+				log.Error("sandbox recovery: stop failed", "err", err)
+			}
+		}
+	default:
+		if err := m.teardown(ctx, p); err != nil {
+			log.Error("sandbox recovery: finishing an interrupted stop failed", "err", err)
+		}
+	}
+}
+
+// errInterrupted is the cause handed to undoCreate in recovery; getting it
+// back unchanged means the undo succeeded.
+var errInterrupted = errors.New("RunPodSandbox interrupted by a restart")
+
+// broken says what a READY pod is missing, "" when nothing.
+func (m *Manager) broken(p *pod) string {
+	v := p.view.Load()
+	for _, ns := range []string{v.NetNS, v.UTSNS, v.IPCNS} {
+		if ns != "" && !netns.Exists(ns) {
+			return ns + " is not a namespace any more"
+		}
+	}
+	if v.Shm != "" {
+		if mnt, err := isMountPoint(v.Shm); err != nil || !mnt {
+			return v.Shm + " is not mounted"
+		}
+	}
+	// A missing CNI cache entry alone is not a reason: the interface and
+	// address live in the netns checked above, and Teardown falls back to
+	// the current config.
+	return ""
+}
+
+// sweepOrphans tears down pod dirs and CNI attachments that no record
+// names.
+func (m *Manager) sweepOrphans(ctx context.Context, attached []string) {
+	entries, err := os.ReadDir(m.podsDir)
+	if err != nil {
+		slog.Warn("sandbox recovery: cannot read pod dirs", "err", err)
+	}
+	for _, e := range entries {
+		id := e.Name()
+		if _, ok := m.byID[id]; ok {
+			continue
+		}
+		slog.Warn("sandbox recovery: removing a pod dir without a record", "pod", id)
+		dir := m.podDir(id)
+		err := errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")))
+		if err == nil {
+			err = os.RemoveAll(dir)
+		}
+		if err != nil {
+			slog.Error("sandbox recovery: orphan pod dir", "pod", id, "err", err)
+		}
+	}
+	for _, id := range attached {
+		if _, ok := m.byID[id]; ok {
+			continue
+		}
+		slog.Warn("sandbox recovery: detaching a CNI attachment without a record", "pod", id)
+		if err := m.cfg.CNI.Teardown(ctx, cni.PodNet{ID: id}); err != nil {
+			slog.Error("sandbox recovery: orphan CNI attachment", "pod", id, "err", err)
+		}
+	}
+}

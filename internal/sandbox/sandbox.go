@@ -1,0 +1,216 @@
+// Package sandbox runs pod sandboxes: the namespaces, files and network a
+// pod's containers share. A pod owns no process unless it shares one PID
+// namespace (then Config.Init runs catatonit): its network, IPC and UTS
+// namespaces are pinned by bind mounts (internal/netns), and CNI
+// (internal/cni) attaches the network namespace.
+//
+// On disk, each pod has
+//
+//	<root>/pods/<id>.json   the durable record (survives reboots)
+//	<state>/pods/<id>/      ns/ pins, hostname, resolv.conf, hosts, shm/ (tmpfs),
+//	                        init/ (OCI bundle of the init, if the pod has one)
+//
+// The record lives under root because the state dir is a tmpfs: after a
+// reboot the namespaces and mounts are gone, but a record of the CNI
+// attachment is still needed to run DEL and free the pod's IP, whose lease
+// host-local keeps on persistent storage.
+//
+// Crash safety: the record is written (atomically) before every side effect
+// it names, and every undo step accepts any partial state, so New can finish
+// or undo whatever a crash interrupted: a pod that was being created is
+// undone, a pod whose namespaces or mounts are gone is stopped.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cradle-runtime/cradle/internal/cni"
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/spec"
+)
+
+// DefaultShmSize is the size of a pod's /dev/shm when Config gives none,
+// the same as Docker's and containerd's.
+const DefaultShmSize = 64 << 20
+
+// Config configures a Manager.
+type Config struct {
+	Root  string // persistent: records go to <Root>/pods
+	State string // tmpfs: pins and pod files go to <State>/pods
+	// CNI attaches pods that do not use the host network. Nil refuses such
+	// pods (FailedPrecondition).
+	CNI *cni.Network
+	// ShmSize is the size in bytes of each pod's /dev/shm tmpfs; 0 means
+	// DefaultShmSize.
+	ShmSize int64
+	// HostResolvConf is copied into pods without a DNS config;
+	// "" means /etc/resolv.conf.
+	HostResolvConf string
+	// HostHosts is the hosts file of host-network pods; "" means /etc/hosts.
+	HostHosts string
+	// StopContainers stops every container of a pod before Stop tears the
+	// pod down; nil while containers do not exist yet.
+	StopContainers func(ctx context.Context, id string) error
+	// Init runs the init process of pods that share one PID namespace;
+	// nil refuses such pods (Unimplemented).
+	Init InitRunner
+	// Node feeds the init's spec; required with Init.
+	Node *spec.Node
+	// InitPath is catatonit; "" means spec.DefaultInitPath.
+	InitPath string
+}
+
+// State is a pod's lifecycle state.
+type State string
+
+const (
+	// Creating is internal: a Run in progress, invisible to List and Get.
+	Creating State = "creating"
+	Ready    State = "ready"
+	NotReady State = "notready"
+)
+
+// CRI returns the CRI enum of s.
+func (s State) CRI() runtimeapi.PodSandboxState {
+	if s == Ready {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+// Sandbox is a snapshot of one pod. Its fields are copies; changing them
+// changes nothing.
+type Sandbox struct {
+	ID        string
+	Name      string // the unique k8s_POD_<name>_<namespace>_<uid>_<attempt> key
+	Config    *runtimeapi.PodSandboxConfig
+	Handler   string
+	State     State
+	CreatedAt time.Time
+	// IPs are the pod's addresses, IPv4 first; the first is the primary IP.
+	// Empty for host-network pods.
+	IPs []netip.Addr
+	// Network is the CNI result, nil for host-network pods.
+	Network *cni.Result
+	// Paths of the pinned namespaces; "" when the pod uses the host's.
+	NetNS, IPCNS, UTSNS string
+	// PIDNS is the shared PID namespace (/proc/<init pid>/ns/pid) of a pod
+	// with an init process, "" otherwise.
+	PIDNS string
+	// Per-pod files for containers to bind-mount; Shm is "" with host IPC.
+	Hostname, ResolvConf, Hosts, Shm string
+}
+
+// Metadata, Labels and Annotations come from the pod's config.
+func (s *Sandbox) Metadata() *runtimeapi.PodSandboxMetadata { return s.Config.GetMetadata() }
+func (s *Sandbox) Labels() map[string]string                { return s.Config.GetLabels() }
+func (s *Sandbox) Annotations() map[string]string           { return s.Config.GetAnnotations() }
+
+// Manager runs the pod sandboxes of one root/state pair. It is safe for
+// concurrent use: operations on different pods run in parallel; List,
+// Get and Status answer from memory without waiting for them.
+type Manager struct {
+	cfg     Config
+	recDir  string // <root>/pods
+	podsDir string // <state>/pods
+
+	mu    sync.Mutex
+	byID  map[string]*pod
+	names map[string]*pod // unique name → pod, including pods being created
+
+	// beforeStep, when set (tests), runs before each step of Run and can
+	// fail it.
+	beforeStep func(step string) error
+	// onJoin, when set (tests), runs when a retry starts waiting for the
+	// Run it repeats.
+	onJoin func()
+}
+
+// New opens the records under cfg.Root and reconciles them with the
+// host: see recover.go.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	for name, d := range map[string]string{"root": cfg.Root, "state": cfg.State} {
+		if d == "" || !filepath.IsAbs(d) || filepath.Clean(d) != d {
+			return nil, errdefs.InvalidArgument("sandbox %s dir %q must be a clean absolute path", name, d)
+		}
+	}
+	if cfg.Init != nil && cfg.Node == nil {
+		return nil, errdefs.InvalidArgument("sandbox: an init runner needs node facts (Config.Node)")
+	}
+	if cfg.ShmSize < 0 {
+		return nil, errdefs.InvalidArgument("sandbox shm size %d is negative", cfg.ShmSize)
+	}
+	if cfg.ShmSize == 0 {
+		cfg.ShmSize = DefaultShmSize
+	}
+	if cfg.HostResolvConf == "" {
+		cfg.HostResolvConf = "/etc/resolv.conf"
+	}
+	if cfg.HostHosts == "" {
+		cfg.HostHosts = "/etc/hosts"
+	}
+	m := &Manager{
+		cfg:     cfg,
+		recDir:  filepath.Join(cfg.Root, "pods"),
+		podsDir: filepath.Join(cfg.State, "pods"),
+		byID:    map[string]*pod{},
+		names:   map[string]*pod{},
+	}
+	for _, d := range []string{m.recDir, m.podsDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if err := m.recover(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Get returns the pod with id (or a unique prefix of it).
+func (m *Manager) Get(id string) (Sandbox, error) {
+	p, err := m.lookup(id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	return p.snapshot(), nil
+}
+
+// Status is Get; it exists to mirror the CRI call.
+func (m *Manager) Status(id string) (Sandbox, error) { return m.Get(id) }
+
+// lookup finds a visible (not being created) pod by ID or unique prefix.
+func (m *Manager) lookup(id string) (*pod, error) {
+	if id == "" {
+		return nil, errdefs.InvalidArgument("pod sandbox ID is empty")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p, ok := m.byID[id]; ok && p.visible() {
+		return p, nil
+	}
+	var found *pod
+	for full, p := range m.byID {
+		if len(full) > len(id) && full[:len(id)] == id && p.visible() {
+			if found != nil {
+				return nil, errdefs.InvalidArgument("pod sandbox ID prefix %q is ambiguous", id)
+			}
+			found = p
+		}
+	}
+	if found == nil {
+		return nil, errdefs.NotFound("pod sandbox %q not found", id)
+	}
+	return found, nil
+}
+
+var errNoNetwork = errors.New("no CNI network configured")

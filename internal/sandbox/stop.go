@@ -1,0 +1,105 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/netns"
+)
+
+// Stop stops the pod's containers (Config.StopContainers), detaches it from
+// the network and releases its namespaces and /dev/shm. The record stays,
+// NOTREADY. Stop is idempotent, and succeeds when the namespaces or the CNI
+// state are already gone.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	p, err := m.lookup(id)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed {
+		return nil
+	}
+	return m.stop(ctx, p)
+}
+
+func (m *Manager) stop(ctx context.Context, p *pod) error {
+	if m.cfg.StopContainers != nil {
+		if err := m.cfg.StopContainers(ctx, p.id); err != nil {
+			return fmt.Errorf("stop containers of pod %s: %w", p.id, err)
+		}
+	}
+	return m.release(ctx, p)
+}
+
+// release marks p NOTREADY (the intent) and tears it down.
+func (m *Manager) release(ctx context.Context, p *pod) error {
+	if p.rec.State != NotReady {
+		p.rec.State = NotReady
+		if err := m.save(p); err != nil {
+			return err
+		}
+	}
+	return m.teardown(ctx, p)
+}
+
+// Remove stops the pod and removes every trace of it. An unknown ID is not
+// an error: the pod is already gone.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	p, err := m.lookup(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed {
+		return nil
+	}
+	if err := m.stop(ctx, p); err != nil {
+		return err
+	}
+	if err := m.erase(p); err != nil {
+		return err
+	}
+	m.forget(p)
+	return nil
+}
+
+// teardown undoes every side effect of Run except files: the init process
+// and CNI (each while the record says it may be in place), then the
+// namespace pins and the shm mount, each of which accepts being already
+// gone. Callers hold p.mu.
+func (m *Manager) teardown(ctx context.Context, p *pod) error {
+	// The init first: nothing may run in the pod when its network goes.
+	if err := m.stopInit(ctx, p); err != nil {
+		return err
+	}
+	var errs []error
+	if p.rec.NetAttach {
+		if m.cfg.CNI == nil {
+			errs = append(errs, errdefs.WithKind(errdefs.ErrFailedPrecondition,
+				fmt.Errorf("pod %s is attached to a network but %w to detach it", p.id, errNoNetwork)))
+		} else if err := m.cfg.CNI.Teardown(ctx, m.podNet(p, false)); err != nil {
+			errs = append(errs, err)
+		} else {
+			p.rec.NetAttach = false
+			if err := m.save(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := unmountAll(filepath.Join(m.podDir(p.id), "shm")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := netns.Unpin(m.nsDir(p.id)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
