@@ -141,3 +141,20 @@ func newUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
+
+// loadContainerConfig reads a crictl container config. Like crictl it
+// requires a name and an image: the runtime could say so too, but only
+// after the image was pulled.
+func loadContainerConfig(path string) (*runtimeapi.ContainerConfig, error) {
+	var cfg runtimeapi.ContainerConfig
+	if err := loadConfigFile(path, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.GetMetadata().GetName() == "" {
+		return nil, errdefs.InvalidArgument("container config %s: metadata.name is not set", path)
+	}
+	if strings.TrimSpace(cfg.GetImage().GetImage()) == "" {
+		return nil, errdefs.InvalidArgument("container config %s: image.image is not set", path)
+	}
+	return &cfg, nil
+}

@@ -40,6 +40,9 @@ type fakeCRI struct {
 	imageStatuses  []*runtimeapi.ImageStatusRequest
 	removes        []*runtimeapi.RemoveImageRequest
 	listContainers []*runtimeapi.ListContainersRequest
+
+	// The pod and container side: see fakeruntime_test.go.
+	rt fakeRuntimeState
 }
 
 // serveFake starts f on a unix socket in a temp dir and returns its endpoint.
@@ -97,13 +100,6 @@ func (f *fakeCRI) Status(_ context.Context, req *runtimeapi.StatusRequest) (*run
 		f.mu.Unlock()
 	}
 	return resp, nil
-}
-
-func (f *fakeCRI) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	record(f, &f.listContainers, req)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return &runtimeapi.ListContainersResponse{Containers: f.containers}, nil
 }
 
 func (f *fakeCRI) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {

@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string, env *environment) int {
 	if err == nil {
 		return 0
 	}
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		err = errors.New("interrupted")
 	}
@@ -81,6 +85,13 @@ func run(ctx context.Context, args []string, env *environment) int {
 	}
 	return 1
 }
+
+// exitCodeError ends the run with a code of its own and no message: exec
+// passes on the exit code of the command it ran, whose stderr the user has
+// already seen.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit code %d", e.code) }
 
 // usageError marks a mistake in the command line itself, so run points the
 // user at the verb's help.
@@ -145,6 +156,20 @@ See 'cradle --help'.
 		newInspectImageCommand(),
 		newRemoveImageCommand(),
 		newImageFsInfoCommand(),
+		newRunPodCommand(),
+		newPodsCommand(),
+		newInspectPodCommand(),
+		newStopPodCommand(),
+		newRemovePodCommand(),
+		newCreateCommand(),
+		newStartCommand(),
+		newRunCommand(),
+		newPsCommand(),
+		newInspectCommand(),
+		newExecCommand(),
+		newLogsCommand(),
+		newStopCommand(),
+		newRemoveCommand(),
 	)
 	return root
 }
