@@ -40,10 +40,11 @@ func TestInterceptorMapsDomainErrors(t *testing.T) {
 
 func TestUnimplementedNamesMethodAndRuntime(t *testing.T) {
 	var s Server
-	err := call(t, func(ctx context.Context, req any) (any, error) {
-		return s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{})
+	info := &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.RuntimeService/Attach"}
+	_, err := UnaryInterceptor(quiet)(context.Background(), nil, info, func(ctx context.Context, req any) (any, error) {
+		return s.Attach(ctx, &runtimeapi.AttachRequest{})
 	})
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "RunPodSandbox is not implemented by cradle") {
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "Attach is not implemented by cradle") {
 		t.Fatalf("got %v", err)
 	}
 }

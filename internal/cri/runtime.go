@@ -3,10 +3,8 @@ package cri
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"errors"
 	"sort"
-	"strings"
 
 	"github.com/cradle-runtime/cradle/internal/version"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -26,13 +24,10 @@ func (s *Server) Version(context.Context, *runtimeapi.VersionRequest) (*runtimea
 // seconds, so it reads only cheap local state.
 func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	netReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
-	if conf, err := firstCNIConfig(s.cfg.CNI.ConfDir); err != nil || conf == "" {
+	if err := s.networkReady(); err != nil {
 		netReady.Status = false
 		netReady.Reason = "NetworkPluginNotReady"
-		netReady.Message = "no CNI network config in " + s.cfg.CNI.ConfDir
-		if err != nil {
-			netReady.Message += ": " + err.Error()
-		}
+		netReady.Message = err.Error()
 	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
@@ -78,24 +73,9 @@ func (s *Server) RuntimeConfig(context.Context, *runtimeapi.RuntimeConfigRequest
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
 }
 
-// firstCNIConfig returns the network config libcni would load: the first
-// .conf, .conflist or .json file of dir in lexical order.
-func firstCNIConfig(dir string) (string, error) {
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return "", nil
+func (s *Server) networkReady() error {
+	if s.network == nil {
+		return errors.New("no pod network configured")
 	}
-	if err != nil {
-		return "", err
-	}
-	for _, e := range entries { // ReadDir sorts by name
-		if e.IsDir() {
-			continue
-		}
-		switch strings.ToLower(filepath.Ext(e.Name())) {
-		case ".conf", ".conflist", ".json":
-			return filepath.Join(dir, e.Name()), nil
-		}
-	}
-	return "", nil
+	return s.network.Ready()
 }

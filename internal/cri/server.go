@@ -7,8 +7,10 @@ package cri
 import (
 	"log/slog"
 
+	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/image"
+	"github.com/cradle-runtime/cradle/internal/sandbox"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -19,12 +21,22 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	cfg    *config.Loaded
-	images *image.Service
-	log    *slog.Logger
+	cfg     *config.Loaded
+	images  *image.Service
+	pods    *sandbox.Manager // nil: pod RPCs answer Unimplemented
+	network *cni.Network     // nil: NetworkReady is false
+	log     *slog.Logger
 }
 
 // New returns a CRI server over the domain services.
 func New(cfg *config.Loaded, images *image.Service, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, images: images, log: log}
+}
+
+// WithPods serves the pod sandbox RPCs from m and reports the pod
+// network's readiness from network.
+func (s *Server) WithPods(m *sandbox.Manager, network *cni.Network) *Server {
+	s.pods = m
+	s.network = network
+	return s
 }

@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/cri"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/layer"
+	"github.com/cradle-runtime/cradle/internal/sandbox"
+	"github.com/cradle-runtime/cradle/internal/spec"
 	"github.com/cradle-runtime/cradle/internal/version"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -61,6 +64,31 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return fmt.Errorf("open image store: %w", err)
 	}
 	defer images.Close()
+	runtimes, err := openRuntimes(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRuntimes(runtimes)
+	network, err := cni.New(cfg.CNI.ConfDir, cfg.CNI.PluginDirs, filepath.Join(cfg.Root, "cni-cache"))
+	if err != nil {
+		return fmt.Errorf("CNI: %w", err)
+	}
+	facts, err := spec.DetectHostFacts()
+	if err != nil {
+		return fmt.Errorf("detect host facts: %w", err)
+	}
+	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver}
+	pods, err := sandbox.New(ctx, sandbox.Config{
+		Root:  cfg.Root,
+		State: cfg.State,
+		CNI:   network,
+		Init:  podInit{rt: runtimes[cfg.Runtime.DefaultHandler]},
+		Node:  node,
+	})
+	if err != nil {
+		return fmt.Errorf("open pod sandboxes: %w", err)
+	}
+
 	// Every holder of layers has re-acquired them: what is left is garbage of
 	// an interrupted pull or removal.
 	if err := layers.Prune(); err != nil {
@@ -73,7 +101,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
 	)
-	api := cri.New(cfg, images, log)
+	api := cri.New(cfg, images, log).WithPods(pods, network)
 	runtimeapi.RegisterRuntimeServiceServer(srv, api)
 	runtimeapi.RegisterImageServiceServer(srv, api)
 

@@ -176,7 +176,7 @@ func (r *Runtime) conmonArgs(o CreateOpts) []string {
 	args := []string{
 		"--api-version", // sync pipe speaks {"data": pid}
 		"-c", o.ID,
-		"-u", o.ID, // names the attach socket directory
+		"-u", attachName(o.ID), // names the attach socket directory
 		"-n", o.ID,
 		"-r", r.cfg.RuntimePath,
 		"--runtime-arg", "--root=" + r.cfg.RuntimeRoot,
@@ -267,7 +267,7 @@ func (r *Runtime) abortCreate(o CreateOpts, monitorWatch *pidWatch, deleteRuntim
 		monitorWatch.close()
 	}
 	if !deleteRuntime {
-		err := errors.Join(removeIfNotDir(filepath.Join(r.attachDir(), o.ID)), os.RemoveAll(r.ctrDir(o.ID)))
+		err := errors.Join(removeIfNotDir(r.attachLink(o.ID)), os.RemoveAll(r.ctrDir(o.ID)))
 		if err != nil {
 			r.log.Warn("clean up failed create", "container", o.ID, "err", err)
 		}

@@ -19,7 +19,7 @@
 // # On-disk layout (this package owns StateDir)
 //
 //	<StateDir>/exits/<id>          exit code, written by conmon (mtime = finish time)
-//	<StateDir>/attach/<id>         conmon's symlink to the bundle; attach socket at <id>/attach
+//	<StateDir>/attach/<name>       conmon's symlink to the bundle (name: the ID, hashed to 32 hex when longer); attach socket at <name>/attach
 //	<StateDir>/ctr/<id>/           conmon's --persist-dir and working directory:
 //	    conmon.pid                 the long-lived conmon's pid
 //	    pid                        the container's pid (runc --pid-file)

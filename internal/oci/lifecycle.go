@@ -111,7 +111,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	bundle := ""
 	if rec, err := r.readRecord(id); err == nil {
 		bundle = rec.Bundle
-	} else if target, err := os.Readlink(filepath.Join(r.attachDir(), id)); err == nil {
+	} else if target, err := os.Readlink(r.attachLink(id)); err == nil {
 		bundle = target
 	}
 	var errs []error
@@ -121,7 +121,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 	}
 	errs = append(errs,
-		removeIfNotDir(filepath.Join(r.attachDir(), id)),
+		removeIfNotDir(r.attachLink(id)),
 		removeIfNotDir(r.exitFile(id)),
 		os.RemoveAll(r.ctrDir(id)))
 	if err := errors.Join(errs...); err != nil {

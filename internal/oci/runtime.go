@@ -3,6 +3,8 @@ package oci
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -141,7 +143,22 @@ func (r *Runtime) List() ([]string, error) {
 
 // AttachSocketPath is the SOCK_SEQPACKET socket conmon serves for attach.
 func (r *Runtime) AttachSocketPath(id string) string {
-	return filepath.Join(r.attachDir(), id, "attach")
+	return filepath.Join(r.attachLink(id), "attach")
+}
+
+// attachLink is conmon's symlink to the bundle, named by attachName.
+func (r *Runtime) attachLink(id string) string { return filepath.Join(r.attachDir(), attachName(id)) }
+
+// attachName shortens long container IDs for the attach symlink: a 64-hex ID
+// under a state dir like /run/cradle-critest/state/oci/runc/attach/ would push
+// the socket path past the 108 bytes a unix socket address holds. A hash,
+// not a prefix, so two IDs sharing a long prefix never share a socket.
+func attachName(id string) string {
+	if len(id) <= 32 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:16])
 }
 
 func (r *Runtime) exitsDir() string               { return filepath.Join(r.cfg.StateDir, "exits") }

@@ -51,7 +51,7 @@ func TestDaemonServesVersionStatusRuntimeConfig(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(d.dir, "cni"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(d.dir, "cni", "10-test.conflist"), []byte(`{}`), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(d.dir, "cni", "10-test.conflist"), []byte(`{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	st, err = d.Runtime.Status(ctx, false)
@@ -73,12 +73,16 @@ func TestDaemonServesVersionStatusRuntimeConfig(t *testing.T) {
 	}
 }
 
-func TestUnlandedRPCsAnswerUnimplemented(t *testing.T) {
+func TestUnlandedRPCsAnswerUnimplementedBadRequestsInvalidArgument(t *testing.T) {
 	needRoot(t)
 	d := startDaemon(t, daemonOpts{})
-	_, err := d.Runtime.RunPodSandbox(context.Background(), &runtimeapi.PodSandboxConfig{}, "")
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "RunPodSandbox") {
-		t.Fatalf("RunPodSandbox: %v", err)
+	_, err := d.Runtime.PortForward(context.Background(), &runtimeapi.PortForwardRequest{PodSandboxId: "x"})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "PortForward is not implemented by cradle") {
+		t.Fatalf("PortForward: %v", err)
+	}
+	_, err = d.Runtime.RunPodSandbox(context.Background(), &runtimeapi.PodSandboxConfig{}, "")
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "metadata") {
+		t.Fatalf("RunPodSandbox without metadata: %v", err)
 	}
 }
 

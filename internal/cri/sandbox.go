@@ -1,0 +1,142 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/sandbox"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// RunPodSandbox creates a pod's namespaces, files and network. kubelet's
+// identical retry after its own timeout gets the first call's result.
+func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	if s.pods == nil {
+		return nil, errdefs.New(errdefs.ErrUnimplemented, "RunPodSandbox: pods are not enabled in this daemon")
+	}
+	if req.GetConfig() == nil {
+		return nil, errdefs.InvalidArgument("RunPodSandbox: config is required")
+	}
+	id, err := s.pods.Run(ctx, req.Config, req.RuntimeHandler)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// StopPodSandbox stops the pod's containers and tears its network down. It
+// is idempotent: an unknown pod is already stopped.
+func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	if s.pods == nil {
+		return nil, errdefs.New(errdefs.ErrUnimplemented, "StopPodSandbox: pods are not enabled in this daemon")
+	}
+	if req.PodSandboxId == "" {
+		return nil, errdefs.InvalidArgument("StopPodSandbox: pod sandbox ID is required")
+	}
+	if err := s.pods.Stop(ctx, req.PodSandboxId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// RemovePodSandbox removes the pod, its containers and every trace on disk;
+// removing an unknown pod succeeds.
+func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	if s.pods == nil {
+		return nil, errdefs.New(errdefs.ErrUnimplemented, "RemovePodSandbox: pods are not enabled in this daemon")
+	}
+	if req.PodSandboxId == "" {
+		return nil, errdefs.InvalidArgument("RemovePodSandbox: pod sandbox ID is required")
+	}
+	if err := s.pods.Remove(ctx, req.PodSandboxId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// PodSandboxStatus answers from memory.
+func (s *Server) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	if s.pods == nil {
+		return nil, errdefs.New(errdefs.ErrUnimplemented, "PodSandboxStatus: pods are not enabled in this daemon")
+	}
+	sb, err := s.pods.Get(req.PodSandboxId)
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: toCRISandboxStatus(&sb)}
+	if req.Verbose {
+		info, err := json.Marshal(map[string]any{
+			"name": sb.Name, "netns": sb.NetNS, "ipcns": sb.IPCNS, "utsns": sb.UTSNS, "pidns": sb.PIDNS,
+			"hostname": sb.Hostname, "resolvConf": sb.ResolvConf, "hosts": sb.Hosts, "shm": sb.Shm,
+			"network": sb.Network, "config": sb.Config,
+		})
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+// ListPodSandbox answers from memory.
+func (s *Server) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	if s.pods == nil {
+		return nil, errdefs.New(errdefs.ErrUnimplemented, "ListPodSandbox: pods are not enabled in this daemon")
+	}
+	f := sandbox.Filter{}
+	if rf := req.GetFilter(); rf != nil {
+		f.ID = rf.Id
+		f.LabelSelector = rf.LabelSelector
+		if st := rf.GetState(); st != nil {
+			switch st.State {
+			case runtimeapi.PodSandboxState_SANDBOX_READY:
+				f.State = sandbox.Ready
+			case runtimeapi.PodSandboxState_SANDBOX_NOTREADY:
+				f.State = sandbox.NotReady
+			default:
+				return nil, errdefs.InvalidArgument("ListPodSandbox: unknown state filter %d", st.State)
+			}
+		}
+	}
+	pods := s.pods.List(f)
+	resp := &runtimeapi.ListPodSandboxResponse{Items: make([]*runtimeapi.PodSandbox, 0, len(pods))}
+	for i := range pods {
+		sb := &pods[i]
+		resp.Items = append(resp.Items, &runtimeapi.PodSandbox{
+			Id:             sb.ID,
+			Metadata:       sb.Metadata(),
+			State:          sb.State.CRI(),
+			CreatedAt:      sb.CreatedAt.UnixNano(),
+			Labels:         sb.Labels(),
+			Annotations:    sb.Annotations(),
+			RuntimeHandler: sb.Handler,
+		})
+	}
+	return resp, nil
+}
+
+func toCRISandboxStatus(sb *sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
+	st := &runtimeapi.PodSandboxStatus{
+		Id:             sb.ID,
+		Metadata:       sb.Metadata(),
+		State:          sb.State.CRI(),
+		CreatedAt:      sb.CreatedAt.UnixNano(),
+		Labels:         sb.Labels(),
+		Annotations:    sb.Annotations(),
+		RuntimeHandler: sb.Handler,
+		Network:        &runtimeapi.PodSandboxNetworkStatus{},
+		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{
+			Options: sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions(),
+		}},
+	}
+	for i, ip := range sb.IPs {
+		if i == 0 {
+			st.Network.Ip = ip.String()
+			continue
+		}
+		st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip.String()})
+	}
+	return st
+}
