@@ -55,6 +55,12 @@ func containerNamespaces(sandbox *runtimeapi.PodSandboxConfig, sc *runtimeapi.Li
 	var n namespaces
 	pod := sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	ctr := sc.GetNamespaceOptions()
+	if ctr == nil {
+		// A container config without namespace options (crictl files,
+		// hand-written clients; kubelet always copies the pod's) means "as
+		// the pod", not the proto's zero values.
+		ctr = pod
+	}
 	if err := checkUserns(pod.GetUsernsOptions(), ctr.GetUsernsOptions()); err != nil {
 		return n, err
 	}

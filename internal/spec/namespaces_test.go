@@ -141,3 +141,16 @@ func TestHostUserNamespaceIsAccepted(t *testing.T) {
 		}
 	}
 }
+
+func TestContainerWithoutNamespaceOptionsFollowsThePod(t *testing.T) {
+	pod := &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER},
+	}}}
+	n, err := containerNamespaces(pod, nil, SandboxNamespaces{IPC: "/run/x/ipc", UTS: "/run/x/uts"}, "", HostFacts{})
+	if err != nil {
+		t.Fatalf("a container without namespace options in a host-network pod: %v", err)
+	}
+	if !n.hostNet {
+		t.Error("the container should share the pod's host network")
+	}
+}
