@@ -1,0 +1,170 @@
+// Package container keeps the containers of pods: their durable records,
+// their state machine (created → running → exited → removed) and the steps
+// that take a CRI ContainerConfig to a process under conmon and runc.
+//
+// On disk, each container has
+//
+//	<root>/containers/<id>/record.json   durable record (atomic: tmp, fsync, rename)
+//	<root>/containers/<id>/upper, work   the overlay's writable layer
+//	<root>/containers/<id>/l/<n>         short symlinks to the image's layer dirs
+//	<state>/containers/<id>/             OCI bundle: config.json, rootfs (overlay mount point)
+//
+// Crash safety: Create writes the record in state "creating" before its first
+// side effect, and every undo step accepts any partial state (a mount that is
+// not there, a runtime that never heard of the container), so New can undo a
+// create that a crash interrupted without knowing how far it got. Remove
+// writes state "removing" first, so New finishes it. Layer references live
+// only in memory: New takes them again for every container it keeps.
+//
+// The package does not know gRPC; the cri package maps Container to CRI
+// messages and errdefs kinds to codes.
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/image"
+	"github.com/cradle-runtime/cradle/internal/layer"
+	"github.com/cradle-runtime/cradle/internal/oci"
+	"github.com/cradle-runtime/cradle/internal/spec"
+)
+
+// SandboxInfo is what a container needs from its pod.
+type SandboxInfo struct {
+	ID             string
+	Config         *runtimeapi.PodSandboxConfig
+	Namespaces     spec.SandboxNamespaces
+	Files          spec.SandboxFiles
+	CgroupParent   string
+	RuntimeHandler string
+	Ready          bool
+}
+
+// Sandboxes looks pods up; the sandbox package implements it. Sandbox fails
+// with ErrNotFound for an unknown pod.
+type Sandboxes interface {
+	Sandbox(id string) (SandboxInfo, error)
+}
+
+// Config configures a Manager.
+type Config struct {
+	Root  string // persistent: records and writable layers under <Root>/containers
+	State string // tmpfs: bundles and rootfs mounts under <State>/containers
+	// Layers and Images are the image store; a container holds references
+	// on its image's layers so removing the image cannot pull them away.
+	Layers *layer.Store
+	Images *image.Service
+	// Runtimes by RuntimeClass handler; a pod without a handler uses
+	// DefaultHandler.
+	Runtimes       map[string]*oci.Runtime
+	DefaultHandler string
+	Node           *spec.Node
+	Sandboxes      Sandboxes
+	Log            *slog.Logger
+}
+
+// Manager owns every container of the daemon. Its methods are safe for
+// concurrent use; operations on one container are serialised, operations on
+// different containers run in parallel.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.RWMutex
+	containers map[string]*ctr
+	names      map[string]*reservation // by sandbox ID + "/" + name
+
+	ctx    context.Context // cancelled by Close: ends the exit watchers
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// hook, when set by tests, runs before each create step; an error fails
+	// the step, and errCrash makes Create return without undoing anything,
+	// as if the daemon had died there.
+	hook func(step string) error
+}
+
+var errCrash = errors.New("simulated crash")
+
+// New checks the configuration and recovers the containers recorded under
+// Root: creates and removals a crash interrupted are undone or finished,
+// exits that happened while the daemon was down are recorded, running
+// containers are watched again, and every kept container holds its layers
+// again. Call it after the image service has re-acquired its own layers and
+// before the layer store's Prune.
+func New(cfg Config) (*Manager, error) {
+	switch {
+	case cfg.Root == "" || !filepath.IsAbs(cfg.Root), cfg.State == "" || !filepath.IsAbs(cfg.State):
+		return nil, errdefs.InvalidArgument("container manager: root and state must be absolute paths")
+	case cfg.Layers == nil || cfg.Images == nil || cfg.Node == nil || cfg.Sandboxes == nil:
+		return nil, errdefs.InvalidArgument("container manager: layers, images, node and sandboxes are required")
+	case cfg.Runtimes[cfg.DefaultHandler] == nil:
+		return nil, errdefs.InvalidArgument("container manager: no runtime for default handler %q", cfg.DefaultHandler)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{recordRoot(cfg.Root), stateRoot(cfg.State)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("container manager: %w", err)
+		}
+	}
+	m := &Manager{
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "container"),
+		containers: map[string]*ctr{},
+		names:      map[string]*reservation{},
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if err := m.recover(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close stops watching exits. Containers keep running; a new Manager over
+// the same directories picks them up. Layer references stay taken.
+func (m *Manager) Close() error {
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+func recordRoot(root string) string     { return filepath.Join(root, "containers") }
+func stateRoot(state string) string     { return filepath.Join(state, "containers") }
+func (m *Manager) dir(id string) string { return filepath.Join(recordRoot(m.cfg.Root), id) }
+
+// bundle is the OCI bundle; the rootfs is mounted inside it.
+func (m *Manager) bundle(id string) string { return filepath.Join(stateRoot(m.cfg.State), id) }
+func (m *Manager) rootfs(id string) string { return filepath.Join(m.bundle(id), "rootfs") }
+
+func (m *Manager) runtime(handler string) (*oci.Runtime, error) {
+	if handler == "" {
+		handler = m.cfg.DefaultHandler
+	}
+	rt := m.cfg.Runtimes[handler]
+	if rt == nil {
+		return nil, errdefs.FailedPrecondition("no runtime configured for handler %q", handler)
+	}
+	return rt, nil
+}
+
+func (m *Manager) get(id string) (*ctr, error) {
+	m.mu.RLock()
+	c := m.containers[id]
+	m.mu.RUnlock()
+	if c == nil {
+		return nil, errdefs.NotFound("container %q not found", id)
+	}
+	return c, nil
+}

@@ -1,0 +1,224 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/oci"
+)
+
+// killWait bounds the wait for an exit after SIGKILL: a process stuck in
+// the kernel (D state) must not hang Stop or Remove forever.
+const killWait = 30 * time.Second
+
+// Start runs a created container's process and watches for its exit.
+func (m *Manager) Start(ctx context.Context, id string) error {
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	if st := c.state(); st != Created {
+		return errdefs.FailedPrecondition("container %s is %s, not created", id, st)
+	}
+	rt, err := m.runtime(c.rec.Handler)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.exited = make(chan struct{})
+	c.mu.Unlock()
+	started := time.Now()
+	if err := rt.Start(ctx, id); err != nil && !m.startedAnyway(rt, c) {
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
+	if err := m.update(c, func(r *record) {
+		// The watcher may already have recorded a quick exit.
+		if r.State == Created {
+			r.State, r.StartedAt = Running, started
+		}
+	}); err != nil {
+		m.log.Warn("record start", "id", id, "err", err)
+	}
+	m.watch(rt, c)
+	return nil
+}
+
+// startedAnyway tells, after a failed start, whether the process ran after
+// all: the caller's ctx can end after runc started it, and a process can die
+// at once. Either way its exit must be watched.
+func (m *Manager) startedAnyway(rt *oci.Runtime, c *ctr) bool {
+	if _, exited, _ := rt.ExitStatus(c.rec.ID); exited {
+		m.watch(rt, c)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := rt.State(ctx, c.rec.ID)
+	return err == nil && st.Status != oci.StatusCreated && st.Status != oci.StatusCreating
+}
+
+// watch records the container's exit when it comes, in a goroutine that
+// ends with the Manager.
+func (m *Manager) watch(rt *oci.Runtime, c *ctr) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		exit, err := rt.WaitExit(m.ctx, c.rec.ID)
+		switch {
+		case err == nil:
+		case errors.Is(err, errdefs.ErrNotFound):
+			exit = oci.Exit{Code: 255, FinishedAt: time.Now(), Message: "container state lost"}
+		default: // the Manager or the runtime is closing; New re-arms
+			return
+		}
+		m.recordExit(c, exit)
+	}()
+}
+
+func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
+	reason := ReasonError
+	switch {
+	case exit.OOMKilled:
+		reason = ReasonOOMKilled
+	case exit.Code == 0:
+		reason = ReasonCompleted
+	}
+	if exit.FinishedAt.IsZero() {
+		exit.FinishedAt = time.Now()
+	}
+	err := m.update(c, func(r *record) {
+		if r.State == Exited || r.State == Removing {
+			return
+		}
+		if r.StartedAt.IsZero() {
+			r.StartedAt = exit.FinishedAt
+		}
+		// The exit file's mtime comes from the kernel's coarse clock, which
+		// can lag ours by a tick.
+		if exit.FinishedAt.Before(r.StartedAt) {
+			exit.FinishedAt = r.StartedAt
+		}
+		r.State, r.FinishedAt, r.ExitCode = Exited, exit.FinishedAt, int32(exit.Code)
+		r.Reason, r.Message = reason, strings.TrimSpace(exit.Message)
+	})
+	if err != nil {
+		m.log.Warn("record exit", "id", c.rec.ID, "err", err)
+	}
+	c.mu.Lock()
+	if c.exited == nil {
+		c.exited = make(chan struct{})
+	}
+	select {
+	case <-c.exited:
+	default:
+		close(c.exited)
+	}
+	c.mu.Unlock()
+}
+
+// Stop sends the stop signal (the config's, else the image's, else
+// SIGTERM), waits up to timeout for the exit, then kills every process of
+// the container. Stopping a container that is not running succeeds. Stop
+// returns once the exit is recorded, or fails after a bounded wait.
+func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	return m.stop(ctx, c, timeout)
+}
+
+func (m *Manager) stop(ctx context.Context, c *ctr, timeout time.Duration) error {
+	if c.state() != Running {
+		return nil
+	}
+	rt, err := m.runtime(c.rec.Handler)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	exited := c.exited
+	c.mu.Unlock()
+	if timeout > 0 {
+		sig, err := stopSignal(c.cfg.GetStopSignal(), c.rec.StopSignal)
+		if err != nil {
+			return err
+		}
+		if err := rt.Kill(ctx, c.rec.ID, sig, false); err != nil {
+			return fmt.Errorf("stop container %s: %w", c.rec.ID, err)
+		}
+		if waitExited(ctx, exited, timeout) {
+			return nil
+		}
+	}
+	if err := rt.Kill(ctx, c.rec.ID, unix.SIGKILL, true); err != nil {
+		return fmt.Errorf("kill container %s: %w", c.rec.ID, err)
+	}
+	if waitExited(ctx, exited, killWait) {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return errdefs.WithKind(errdefs.ErrDeadlineExceeded, fmt.Errorf("stop container %s: %w", c.rec.ID, ctx.Err()))
+	}
+	return errdefs.New(errdefs.ErrDeadlineExceeded, "container %s did not exit %s after SIGKILL", c.rec.ID, killWait)
+}
+
+func waitExited(ctx context.Context, exited <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// Remove kills the container if it runs and removes every trace of it but
+// its log file, which kubelet removes. Removing an unknown container
+// succeeds.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	c, err := m.get(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	if c.state() == Removing {
+		// A failed earlier Remove: finish it.
+		return m.finishRemove(c)
+	}
+	if err := m.stop(ctx, c, 0); err != nil {
+		return err
+	}
+	if err := m.update(c, func(r *record) { r.State = Removing }); err != nil {
+		return err
+	}
+	return m.finishRemove(c)
+}
+
+func (m *Manager) finishRemove(c *ctr) error {
+	rt, _ := m.runtime(c.rec.Handler)
+	if err := m.undo(rt, c); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.rec.ID, err)
+	}
+	m.mu.Lock()
+	delete(m.containers, c.rec.ID)
+	m.mu.Unlock()
+	m.releaseName(nameKey(c.rec.SandboxID, c.rec.Name), c.rec.ID)
+	return nil
+}
