@@ -50,6 +50,15 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if req.PodSandboxId == "" {
 		return nil, errdefs.InvalidArgument("RemovePodSandbox: pod sandbox ID is required")
 	}
+	if s.containers != nil {
+		// The pod's containers go first; the sandbox's Remove stops it,
+		// which stops them, but only removing them frees their disk.
+		if sb, err := s.pods.Get(req.PodSandboxId); err == nil {
+			if err := s.containers.RemoveSandbox(ctx, sb.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := s.pods.Remove(ctx, req.PodSandboxId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
 	}

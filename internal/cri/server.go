@@ -9,6 +9,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -25,7 +26,9 @@ type Server struct {
 	images  *image.Service
 	pods    *sandbox.Manager // nil: pod RPCs answer Unimplemented
 	network *cni.Network     // nil: NetworkReady is false
-	log     *slog.Logger
+	// containers nil: container RPCs answer Unimplemented.
+	containers *container.Manager
+	log        *slog.Logger
 }
 
 // New returns a CRI server over the domain services.
@@ -38,5 +41,11 @@ func New(cfg *config.Loaded, images *image.Service, log *slog.Logger) *Server {
 func (s *Server) WithPods(m *sandbox.Manager, network *cni.Network) *Server {
 	s.pods = m
 	s.network = network
+	return s
+}
+
+// WithContainers serves the container RPCs from m.
+func (s *Server) WithContainers(m *container.Manager) *Server {
+	s.containers = m
 	return s
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/cri"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/layer"
@@ -78,16 +79,35 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return fmt.Errorf("detect host facts: %w", err)
 	}
 	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver}
+	// Pods stop their containers and containers look their pods up: the
+	// hook reads the container manager once it exists.
+	var containers *container.Manager
 	pods, err := sandbox.New(ctx, sandbox.Config{
-		Root:  cfg.Root,
-		State: cfg.State,
-		CNI:   network,
-		Init:  podInit{rt: runtimes[cfg.Runtime.DefaultHandler]},
-		Node:  node,
+		Root:           cfg.Root,
+		State:          cfg.State,
+		CNI:            network,
+		Init:           podInit{rt: runtimes[cfg.Runtime.DefaultHandler]},
+		Node:           node,
+		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
 	})
 	if err != nil {
 		return fmt.Errorf("open pod sandboxes: %w", err)
 	}
+	containers, err = container.New(container.Config{
+		Root:           cfg.Root,
+		State:          cfg.State,
+		Layers:         layers,
+		Images:         images,
+		Runtimes:       runtimes,
+		DefaultHandler: cfg.Runtime.DefaultHandler,
+		Node:           node,
+		Sandboxes:      podLookup{pods: pods},
+		Log:            log.With("component", "container"),
+	})
+	if err != nil {
+		return fmt.Errorf("open containers: %w", err)
+	}
+	defer containers.Close()
 
 	// Every holder of layers has re-acquired them: what is left is garbage of
 	// an interrupted pull or removal.
@@ -101,7 +121,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
 	)
-	api := cri.New(cfg, images, log).WithPods(pods, network)
+	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers)
 	runtimeapi.RegisterRuntimeServiceServer(srv, api)
 	runtimeapi.RegisterImageServiceServer(srv, api)
 

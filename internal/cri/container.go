@@ -1,0 +1,171 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/cradle-runtime/cradle/internal/container"
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func (s *Server) containersEnabled(rpc string) error {
+	if s.containers == nil {
+		return errdefs.New(errdefs.ErrUnimplemented, "%s: containers are not enabled in this daemon", rpc)
+	}
+	return nil
+}
+
+// CreateContainer creates a container in a pod. kubelet's identical retry
+// after its own timeout gets the first call's result.
+func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	if err := s.containersEnabled("CreateContainer"); err != nil {
+		return nil, err
+	}
+	if req.PodSandboxId == "" || req.Config == nil {
+		return nil, errdefs.InvalidArgument("CreateContainer: pod_sandbox_id and config are required")
+	}
+	id, err := s.containers.Create(ctx, req.PodSandboxId, req.Config, req.SandboxConfig)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// StartContainer starts a created container.
+func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	if err := s.containersEnabled("StartContainer"); err != nil {
+		return nil, err
+	}
+	if err := s.containers.Start(ctx, req.ContainerId); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// StopContainer signals, waits up to the grace timeout, then kills. An
+// unknown container is already stopped.
+func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	if err := s.containersEnabled("StopContainer"); err != nil {
+		return nil, err
+	}
+	if req.Timeout < 0 {
+		return nil, errdefs.InvalidArgument("StopContainer: negative timeout %d", req.Timeout)
+	}
+	err := s.containers.Stop(ctx, req.ContainerId, time.Duration(req.Timeout)*time.Second)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+// RemoveContainer removes a container; an unknown one is already removed.
+func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	if err := s.containersEnabled("RemoveContainer"); err != nil {
+		return nil, err
+	}
+	if err := s.containers.Remove(ctx, req.ContainerId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+// ContainerStatus answers from memory.
+func (s *Server) ContainerStatus(_ context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	if err := s.containersEnabled("ContainerStatus"); err != nil {
+		return nil, err
+	}
+	c, err := s.containers.Status(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	st := c.CRIStatus()
+	st.ImageRef = s.imageRef(&c)
+	resp := &runtimeapi.ContainerStatusResponse{Status: st}
+	if req.Verbose {
+		info, err := json.Marshal(map[string]any{
+			"name": c.Name, "sandboxID": c.SandboxID, "runtimeHandler": c.Handler, "config": c.Config,
+		})
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+// ListContainers answers from memory.
+func (s *Server) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	if err := s.containersEnabled("ListContainers"); err != nil {
+		return nil, err
+	}
+	f := container.Filter{}
+	if rf := req.GetFilter(); rf != nil {
+		f.ID, f.SandboxID, f.Labels = rf.Id, rf.PodSandboxId, rf.LabelSelector
+		if st := rf.GetState(); st != nil {
+			var want container.State
+			switch st.State {
+			case runtimeapi.ContainerState_CONTAINER_CREATED:
+				want = container.Created
+			case runtimeapi.ContainerState_CONTAINER_RUNNING:
+				want = container.Running
+			case runtimeapi.ContainerState_CONTAINER_EXITED:
+				want = container.Exited
+			case runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+				return &runtimeapi.ListContainersResponse{}, nil
+			default:
+				return nil, errdefs.InvalidArgument("ListContainers: unknown state filter %d", st.State)
+			}
+			f.State = &want
+		}
+	}
+	cs := s.containers.List(f)
+	resp := &runtimeapi.ListContainersResponse{Containers: make([]*runtimeapi.Container, 0, len(cs))}
+	for i := range cs {
+		c := cs[i].CRI()
+		c.ImageRef = s.imageRef(&cs[i])
+		resp.Containers = append(resp.Containers, c)
+	}
+	return resp, nil
+}
+
+// ExecSync runs a command in a container and returns its output (capped at
+// 16 MiB per stream) and exit code.
+func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if err := s.containersEnabled("ExecSync"); err != nil {
+		return nil, err
+	}
+	if len(req.Cmd) == 0 {
+		return nil, errdefs.InvalidArgument("ExecSync: cmd is empty")
+	}
+	if req.Timeout < 0 {
+		return nil, errdefs.InvalidArgument("ExecSync: negative timeout %d", req.Timeout)
+	}
+	res, err := s.containers.ExecSync(ctx, req.ContainerId, req.Cmd, time.Duration(req.Timeout)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: int32(res.ExitCode)}, nil
+}
+
+// ReopenContainerLog makes the monitor reopen the log after kubelet rotated it.
+func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	if err := s.containersEnabled("ReopenContainerLog"); err != nil {
+		return nil, err
+	}
+	if err := s.containers.ReopenLog(ctx, req.ContainerId); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// imageRef is the digested reference of the container's image when one is
+// known (what containerd reports), else its ID.
+func (s *Server) imageRef(c *container.Container) string {
+	if img, ok, err := s.images.Get(c.ImageRef); err == nil && ok && len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return c.ImageRef
+}
