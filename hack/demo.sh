@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The main job, end to end and offline: build cradle, start `cradle daemon` with
-# its built-in defaults (no config file), serve a locally built busybox image
-# from a registry on 127.0.0.1, pull it through CRI, list and inspect it, then
-# stop everything. Run as root on Debian 12.
+# its built-in defaults (no config file), serve locally built images from a
+# registry on 127.0.0.1, pull a web server built from a static Go program, run
+# it as a pod, fetch a page from the pod IP, exec into it, show its logs, and
+# tear everything down. Run as root on Debian 12.
+#
+# The pod network is the first config in /etc/cni/net.d (the default conf_dir).
+# If there is none, the demo writes a bridge network there (cradle-demo,
+# 10.89.0.0/24) and removes it again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./hack/install-deps.sh
@@ -14,8 +19,11 @@ go build -o bin/cradle ./cmd/cradle
 go build -o bin/demoregistry ./hack/demoregistry
 
 work=$(mktemp -d)
+demo_cni=/etc/cni/net.d/10-cradle-demo.conflist
 cleanup() {
+  if [ -n "${pod:-}" ]; then bin/cradle rmp -f "$pod" >/dev/null 2>&1 || true; fi
   [ -n "${daemon_pid:-}" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
+  if [ -n "${wrote_cni:-}" ]; then rm -f "$demo_cni"; ip link del cradle-demo0 2>/dev/null || true; fi
   [ -n "${registry_pid:-}" ] && kill -TERM "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -28,7 +36,21 @@ bin/demoregistry >"$work/registry.out" 2>"$work/registry.err" &
 registry_pid=$!
 for _ in $(seq 100); do [ -s "$work/registry.out" ] && [ "$(wc -l <"$work/registry.out")" -ge 3 ] && break; kill -0 $registry_pid 2>/dev/null || { cat "$work/registry.err"; exit 1; }; sleep 0.1; done
 image=$(sed -n 2p "$work/registry.out")
-echo "serving $image"
+web_image=$(sed -n 3p "$work/registry.out")
+echo "serving $image and $web_image"
+
+if ! ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/dev/null 2>&1; then
+  step "no pod network in /etc/cni/net.d: writing $demo_cni (removed at the end)"
+  mkdir -p /etc/cni/net.d
+  cat >"$demo_cni" <<'CNI'
+{"cniVersion": "1.0.0", "name": "cradle-demo", "plugins": [
+  {"type": "bridge", "bridge": "cradle-demo0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "loopback"}]}
+CNI
+  wrote_cni=1
+fi
 
 step "cradle daemon with built-in defaults (socket /run/cradle/cradle.sock, root /var/lib/cradle)"
 bin/cradle config | sed -n '1,6p'
@@ -37,8 +59,9 @@ daemon_pid=$!
 for _ in $(seq 150); do bin/cradle version >/dev/null 2>&1 && break; kill -0 $daemon_pid 2>/dev/null || { cat "$work/daemon.log"; exit 1; }; sleep 0.1; done
 bin/cradle version
 
-step "cradle pull $image"
+step "cradle pull $image $web_image"
 bin/cradle pull "$image"
+bin/cradle pull "$web_image"
 
 step "cradle images"
 bin/cradle images
@@ -49,8 +72,38 @@ bin/cradle inspecti -o json "$image"
 step "cradle imagefsinfo"
 bin/cradle imagefsinfo
 
-step "cradle rmi"
-bin/cradle rmi "$image"
+step "run the web server as a pod: cradle runp / create / start"
+cat >"$work/pod.json" <<POD
+{"metadata": {"name": "demo-web", "namespace": "default", "uid": "demo-web-uid"},
+ "hostname": "demo-web", "log_directory": "$work/logs",
+ "linux": {"security_context": {"namespace_options": {"pid": 1}}}}
+POD
+cat >"$work/web.json" <<CTR
+{"metadata": {"name": "web"}, "image": {"image": "$web_image"}, "log_path": "web.log"}
+CTR
+pod=$(bin/cradle -t 60s runp "$work/pod.json")
+ctr=$(bin/cradle -t 60s create "$pod" "$work/web.json" "$work/pod.json")
+bin/cradle start "$ctr"
+bin/cradle pods
+bin/cradle ps
+ip=$(bin/cradle inspectp -q -o go-template --template '{{.status.network.ip}}' "$pod")
+
+step "fetch a page from the pod IP $ip"
+for _ in $(seq 100); do curl -fsS --noproxy '*' "http://$ip:8080/" && break; sleep 0.1; done
+
+step "cradle exec $ctr -- sh -c 'hostname; id; ls /usr/bin/demoweb'"
+bin/cradle exec "$ctr" sh -c 'hostname; id; ls /usr/bin/demoweb'
+
+step "cradle logs $ctr"
+bin/cradle logs "$ctr"
+
+step "tear down: cradle stop / rm / stopp / rmp / rmi"
+bin/cradle stop -t 5 "$ctr"
+bin/cradle rm "$ctr"
+bin/cradle stopp "$pod"
+bin/cradle rmp "$pod"
+pod=
+bin/cradle rmi "$image" "$web_image"
 bin/cradle images
 
 step "done: stopping the daemon (SIGTERM)"
