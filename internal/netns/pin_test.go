@@ -346,6 +346,12 @@ func TestHelperRsharedRoot(t *testing.T) {
 	if base == "" {
 		t.Skip("helper for TestPinsDoNotMultiplyUnderRsharedRoot")
 	}
+	// Cut every tie with the host's mount namespace first: when the host's
+	// / is itself rshared (as the critest harness leaves it), this new
+	// namespace's mounts would otherwise propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SHARED, ""); err != nil {
 		t.Fatal(err)
 	}
