@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sort"
 
 	"github.com/cradle-runtime/cradle/internal/version"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -52,13 +51,8 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 // the issues that honour them land: advertising what we cannot do would make
 // kubelet schedule pods that then fail.
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
-	names := make([]string, 0, len(s.cfg.Runtime.Handlers))
-	for name := range s.cfg.Runtime.Handlers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	handlers := []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}}
-	for _, name := range names {
+	for _, name := range s.runtimeHandlerNames() {
 		handlers = append(handlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{}})
 	}
 	return handlers

@@ -19,6 +19,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if req.GetConfig() == nil {
 		return nil, errdefs.InvalidArgument("RunPodSandbox: config is required")
 	}
+	if err := s.checkRuntimeHandler(req.RuntimeHandler); err != nil {
+		return nil, err
+	}
 	id, err := s.pods.Run(ctx, req.Config, req.RuntimeHandler)
 	if err != nil {
 		return nil, err

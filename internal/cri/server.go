@@ -5,11 +5,16 @@
 package cri
 
 import (
+	"maps"
+	"slices"
+	"strings"
+
 	"log/slog"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/container"
+	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -28,7 +33,10 @@ type Server struct {
 	network *cni.Network     // nil: NetworkReady is false
 	// containers nil: container RPCs answer Unimplemented.
 	containers *container.Manager
-	log        *slog.Logger
+	// handlers are the RuntimeClass handlers whose runtime is usable; nil
+	// means every configured one.
+	handlers []string
+	log      *slog.Logger
 }
 
 // New returns a CRI server over the domain services.
@@ -48,4 +56,29 @@ func (s *Server) WithPods(m *sandbox.Manager, network *cni.Network) *Server {
 func (s *Server) WithContainers(m *container.Manager) *Server {
 	s.containers = m
 	return s
+}
+
+// WithRuntimeHandlers restricts the advertised and accepted RuntimeClass
+// handlers to those whose runtime could be opened.
+func (s *Server) WithRuntimeHandlers(names []string) *Server {
+	s.handlers = slices.Sorted(slices.Values(names))
+	return s
+}
+
+// runtimeHandlerNames are the usable handlers, sorted.
+func (s *Server) runtimeHandlerNames() []string {
+	if s.handlers != nil {
+		return s.handlers
+	}
+	return slices.Sorted(maps.Keys(s.cfg.Runtime.Handlers))
+}
+
+// checkRuntimeHandler rejects a RuntimeClass handler cradle cannot run;
+// "" is the default handler.
+func (s *Server) checkRuntimeHandler(name string) error {
+	if name == "" || slices.Contains(s.runtimeHandlerNames(), name) {
+		return nil
+	}
+	return errdefs.InvalidArgument("runtime handler %q is not configured or its runtime is unavailable (have: %s)",
+		name, strings.Join(s.runtimeHandlerNames(), ", "))
 }

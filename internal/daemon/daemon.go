@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
@@ -121,7 +123,8 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
 	)
-	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers)
+	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
+		WithRuntimeHandlers(slices.Collect(maps.Keys(runtimes)))
 	runtimeapi.RegisterRuntimeServiceServer(srv, api)
 	runtimeapi.RegisterImageServiceServer(srv, api)
 

@@ -164,6 +164,16 @@ func TestContainerLifecycleThroughCRI(t *testing.T) {
 		t.Errorf("absolute log path: %v", err)
 	}
 
+	missing := containerConfig("nohost", imageName, "true")
+	missing.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(d.dir, "no-such-dir")}}
+	if _, err := d.Runtime.CreateContainer(ctx, podID, missing, pod); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "no-such-dir") {
+		t.Errorf("missing host path: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.root, "containers")); len(entries) != 3 {
+		t.Errorf("container dirs after failed creates = %d, want the 3 real containers", len(entries))
+	}
+
 	// Listing and filters.
 	list, err := d.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
 	if err != nil || len(list) != 1 || list[0].Id != webID || list[0].ImageId != configDigest.String() {

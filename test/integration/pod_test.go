@@ -181,3 +181,65 @@ func sorted(s []string) []string {
 	}
 	return out
 }
+
+func TestPodSandboxFailuresLeaveNothing(t *testing.T) {
+	needRoot(t)
+	pluginDir := filepath.Join(t.TempDir(), "cnibin")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A plugin that fails ADD after bridge and host-local have done their
+	// part, and succeeds at DEL, as a real plugin would on the rollback.
+	failer := `#!/bin/sh
+case "$CNI_COMMAND" in
+ADD) echo '{"cniVersion":"1.0.0","code":100,"msg":"planned failure from the test plugin"}'; exit 1 ;;
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+*) exit 0 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(pluginDir, "failer"), []byte(failer), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemonFiles(t, daemonOpts{})
+	// A drop-in adds the plugin dir (and shows drop-ins reach the daemon).
+	dropIn := fmt.Sprintf("[cni]\nplugin_dirs = [%q, \"/usr/lib/cni\"]\n", pluginDir)
+	if err := os.MkdirAll(filepath.Join(d.dir, "cradle.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, "cradle.d", "10-cni.toml"), []byte(dropIn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withTestNetwork(t, d)
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"cradle-it","plugins":[
+ {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":false,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
+ {"type":"failer"}]}`, testBridge, testSubnet, filepath.Join(d.dir, "ipam"))
+	if err := os.WriteFile(filepath.Join(d.dir, "cni", "10-cradle-it.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	ctx := context.Background()
+
+	_, err := d.Runtime.RunPodSandbox(ctx, podConfig("cnifail", runtimeapi.NamespaceMode_CONTAINER), "")
+	if err == nil || !strings.Contains(err.Error(), "planned failure from the test plugin") {
+		t.Fatalf("RunPodSandbox with a failing plugin = %v", err)
+	}
+	_, err = d.Runtime.RunPodSandbox(ctx, podConfig("nohandler", runtimeapi.NamespaceMode_CONTAINER), "kata-not-here")
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "kata-not-here") {
+		t.Errorf("unknown runtime handler: %v", err)
+	}
+	if items, _ := d.Runtime.ListPodSandbox(ctx, nil); len(items) != 0 {
+		t.Errorf("pods after failed runs: %v", items)
+	}
+	leases, _ := filepath.Glob(filepath.Join(d.dir, "ipam", "cradle-it", "10.*"))
+	if len(leases) != 0 {
+		t.Errorf("IP leases left after a failed CNI ADD: %v", leases)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), d.state) {
+		t.Errorf("mounts left under %s", d.state)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.root, "pods")); len(entries) != 0 {
+		t.Errorf("pod records left: %d", len(entries))
+	}
+}
