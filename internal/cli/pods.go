@@ -154,59 +154,6 @@ func runPods(cmd *cobra.Command, f *listFlags, namespace string) error {
 	return t.flush()
 }
 
-func newInspectPodCommand() *cobra.Command {
-	var (
-		output, tmpl string
-		quiet        bool
-	)
-	cmd := criCommand(&cobra.Command{
-		Use:   "inspectp [flags] POD [POD...]",
-		Short: "Display the status of one or more pod sandboxes",
-		Long: `Display each pod's status and, unless -q, the verbose information the
-runtime reports. POD is an ID or a unique ID prefix.`,
-		Args: minArgs(1, "at least one POD"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(output, formatJSON, formatYAML, formatGoTemplate); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			rt, err := clientFor(cmd).Runtime(ctx)
-			if err != nil {
-				return err
-			}
-			var docs []*document
-			for _, arg := range args {
-				id, err := resolvePodID(ctx, rt, arg)
-				if err != nil {
-					return err
-				}
-				resp, err := rt.PodSandboxStatus(ctx, id, !quiet)
-				if err != nil {
-					return fmt.Errorf("status of pod sandbox %s: %w", id, rpcError(err))
-				}
-				status, err := protoJSON(resp.GetStatus())
-				if err != nil {
-					return err
-				}
-				doc := &document{}
-				doc.add("status", status)
-				doc.addInfo(resp.GetInfo())
-				docs = append(docs, doc)
-			}
-			raw, err := documentsJSON(docs)
-			if err != nil {
-				return err
-			}
-			return writeJSON(cmd.OutOrStdout(), raw, output, tmpl)
-		},
-	})
-	fl := cmd.Flags()
-	fl.StringVarP(&output, "output", "o", formatJSON, "output format: json, yaml or go-template")
-	fl.BoolVarP(&quiet, "quiet", "q", false, "leave out the runtime's verbose information")
-	fl.StringVar(&tmpl, "template", "", "Go template for -o go-template, over the JSON document ({{.status.id}})")
-	return cmd
-}
-
 func newStopPodCommand() *cobra.Command {
 	return criCommand(&cobra.Command{
 		Use:   "stopp POD [POD...]",
