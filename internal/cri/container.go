@@ -8,6 +8,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/opencontainers/go-digest"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -164,8 +165,10 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 // imageRef is the digested reference of the container's image when one is
 // known (what containerd reports), else its ID.
 func (s *Server) imageRef(c *container.Container) string {
-	if img, ok, err := s.images.Get(c.ImageRef); err == nil && ok && len(img.RepoDigests) > 0 {
-		return img.RepoDigests[0]
+	if d, err := digest.Parse(c.ImageRef); err == nil {
+		if digests := s.images.RepoDigests(d); len(digests) > 0 {
+			return digests[0]
+		}
 	}
 	return c.ImageRef
 }

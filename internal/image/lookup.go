@@ -62,6 +62,17 @@ func (s *Service) lookupLocked(ref string) (*Image, error) {
 	return nil, nil
 }
 
+// RepoDigests returns the repo digests of the image with ID id, without
+// copying the rest of the record: List/Status RPCs call it per container.
+func (s *Service) RepoDigests(id digest.Digest) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if img := s.idx.byID[id]; img != nil {
+		return slices.Clone(img.RepoDigests)
+	}
+	return nil
+}
+
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -52,6 +52,7 @@ func TestContainerLifecycleThroughCRI(t *testing.T) {
 	}
 	imageName := reg.Ref("it/web:1")
 	configDigest, _ := img.ConfigName()
+	manifestDigest, _ := img.Digest()
 
 	d := newDaemonFiles(t, daemonOpts{})
 	withTestNetwork(t, d)
@@ -77,7 +78,8 @@ func TestContainerLifecycleThroughCRI(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := waitState(t, d, webID, runtimeapi.ContainerState_CONTAINER_CREATED)
-	if st.ImageId != configDigest.String() || st.Metadata.GetName() != "web" || st.LogPath != filepath.Join(logDir, "web.log") {
+	if st.ImageId != configDigest.String() || st.ImageRef != reg.Host+"/it/web@"+manifestDigest.String() ||
+		st.Metadata.GetName() != "web" || st.LogPath != filepath.Join(logDir, "web.log") {
 		t.Errorf("created status = %v", st)
 	}
 	if err := d.Runtime.StartContainer(ctx, webID); err != nil {
