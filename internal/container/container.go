@@ -91,6 +91,8 @@ type Manager struct {
 	// the step, and errCrash makes Create return without undoing anything,
 	// as if the daemon had died there.
 	hook func(step string) error
+
+	usage usageCache // FsUsage
 }
 
 var errCrash = errors.New("simulated crash")

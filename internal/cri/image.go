@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -125,15 +126,21 @@ func (s *Server) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*
 		}},
 		ContainerFilesystems: []*runtimeapi.FilesystemUsage{{
 			Timestamp:  now,
-			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.cfg.Root},
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: filepath.Join(s.cfg.Root, "containers")},
 			UsedBytes:  &runtimeapi.UInt64Value{Value: ctrBytes},
 			InodesUsed: &runtimeapi.UInt64Value{Value: ctrInodes},
 		}},
 	}, nil
 }
 
-// containerFsUsage is zero until containers (and their writable layers) exist.
-func (s *Server) containerFsUsage() (bytes, inodes uint64, err error) { return 0, 0, nil }
+// containerFsUsage is what containers' writable layers use; zero in a
+// daemon without containers.
+func (s *Server) containerFsUsage() (bytes, inodes uint64, err error) {
+	if s.containers == nil {
+		return 0, 0, nil
+	}
+	return s.containers.FsUsage()
+}
 
 func toCRIImage(img *image.Image) *runtimeapi.Image {
 	out := &runtimeapi.Image{

@@ -1,10 +1,7 @@
 package layer
 
 import (
-	"errors"
-	"io/fs"
-	"path/filepath"
-	"syscall"
+	"github.com/cradle-runtime/cradle/internal/fsusage"
 )
 
 // usageCache holds the last walk's result, valid while Store.gen is unchanged.
@@ -30,7 +27,7 @@ func (s *Store) Usage() (bytes, inodes uint64, err error) {
 	if c.valid && c.gen == gen {
 		return c.bytes, c.inodes, nil
 	}
-	bytes, inodes, err = diskUsage(s.dir)
+	bytes, inodes, err = fsusage.Walk(s.dir)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -38,41 +35,4 @@ func (s *Store) Usage() (bytes, inodes uint64, err error) {
 	s.usage = usageCache{valid: true, gen: gen, bytes: bytes, inodes: inodes}
 	s.mu.Unlock()
 	return bytes, inodes, nil
-}
-
-// diskUsage walks dir. Entries vanishing during the walk (a concurrent
-// removal) are skipped.
-func diskUsage(dir string) (bytes, inodes uint64, err error) {
-	type inode struct{ dev, ino uint64 }
-	linked := map[inode]bool{}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		if st.Nlink > 1 && !fi.IsDir() {
-			key := inode{uint64(st.Dev), st.Ino}
-			if linked[key] {
-				return nil
-			}
-			linked[key] = true
-		}
-		bytes += uint64(st.Blocks) * 512
-		inodes++
-		return nil
-	})
-	return bytes, inodes, err
 }

@@ -176,6 +176,15 @@ func TestContainerLifecycleThroughCRI(t *testing.T) {
 		t.Errorf("container dirs after failed creates = %d, want the 3 real containers", len(entries))
 	}
 
+	// The writable layers show in ImageFsInfo's container filesystem.
+	fs, err := d.Images.ImageFsInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf := fs.GetContainerFilesystems(); len(cf) != 1 || cf[0].GetUsedBytes().GetValue() == 0 || cf[0].GetInodesUsed().GetValue() == 0 {
+		t.Errorf("container filesystem usage = %v", cf)
+	}
+
 	// Listing and filters.
 	list, err := d.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
 	if err != nil || len(list) != 1 || list[0].Id != webID || list[0].ImageId != configDigest.String() {
