@@ -67,6 +67,7 @@ type StreamConfig struct {
 type RuntimeConfig struct {
 	DefaultHandler string                   `toml:"default_handler" comment:"handler for pods without a RuntimeClass"`
 	CgroupDriver   string                   `toml:"cgroup_driver" comment:"cgroupfs or systemd"`
+	PodShmSize     int64                    `toml:"pod_shm_size" comment:"bytes of each pod's /dev/shm tmpfs"`
 	Handlers       map[string]HandlerConfig `toml:"handlers"`
 }
 
@@ -103,6 +104,7 @@ func Default() Config {
 		Runtime: RuntimeConfig{
 			DefaultHandler: "runc",
 			CgroupDriver:   "cgroupfs",
+			PodShmSize:     64 << 20,
 			Handlers: map[string]HandlerConfig{
 				"runc": {Path: "runc", Type: "oci"},
 			},

@@ -100,6 +100,7 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"bad level", "log_level = \"loud\"\n", []string{"log_level"}},
 		{"unknown default handler", "[runtime]\ndefault_handler = \"kata\"\n", []string{"runtime.default_handler", "kata"}},
 		{"handler without path", "[runtime.handlers.gvisor]\ntype = \"oci\"\n", []string{"runtime.handlers.gvisor.path"}},
+		{"tiny shm", "[runtime]\npod_shm_size = 4096\n", []string{"runtime.pod_shm_size"}},
 		{"bad stream address", "[stream]\naddress = \"localhost:1\"\n", []string{"stream.address"}},
 		{"syntax", "root = \n", []string{"cradle.toml:1"}},
 	}

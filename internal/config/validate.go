@@ -62,6 +62,9 @@ func (l *Loaded) validate() error {
 	default:
 		bad("runtime.cgroup_driver", "must be cgroupfs or systemd, got %q", c.Runtime.CgroupDriver)
 	}
+	if c.Runtime.PodShmSize < 1<<20 {
+		bad("runtime.pod_shm_size", "must be at least 1 MiB (1048576), got %d", c.Runtime.PodShmSize)
+	}
 	names := make([]string, 0, len(c.Runtime.Handlers))
 	for name := range c.Runtime.Handlers {
 		names = append(names, name)

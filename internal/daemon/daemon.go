@@ -88,6 +88,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Root:           cfg.Root,
 		State:          cfg.State,
 		CNI:            network,
+		ShmSize:        cfg.Runtime.PodShmSize,
 		Init:           podInit{rt: runtimes[cfg.Runtime.DefaultHandler]},
 		Node:           node,
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),

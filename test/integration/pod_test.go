@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -60,7 +62,7 @@ func podConfig(name string, pid runtimeapi.NamespaceMode) *runtimeapi.PodSandbox
 
 func TestPodSandboxLifecycleThroughCRI(t *testing.T) {
 	needRoot(t)
-	d := newDaemonFiles(t, daemonOpts{})
+	d := newDaemonFiles(t, daemonOpts{extraConfig: "[runtime]\npod_shm_size = 8388608\n"})
 	withTestNetwork(t, d)
 	d.start()
 	ctx := context.Background()
@@ -81,8 +83,13 @@ func TestPodSandboxLifecycleThroughCRI(t *testing.T) {
 	if err != nil || !netip.MustParsePrefix(testSubnet).Contains(ip) {
 		t.Fatalf("pod IP %q not in %s", s.GetNetwork().GetIp(), testSubnet)
 	}
-	if !strings.Contains(st.GetInfo()["info"], "netns") {
-		t.Errorf("verbose info lacks namespaces: %v", st.GetInfo())
+	var info struct{ Netns, Shm string }
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Netns == "" {
+		t.Errorf("verbose info lacks namespaces: %v %v", st.GetInfo(), err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(info.Shm, &sfs); err != nil || uint64(sfs.Blocks)*uint64(sfs.Bsize) != 8<<20 {
+		t.Errorf("pod /dev/shm at %q: %d bytes (%v), want the configured 8 MiB", info.Shm, uint64(sfs.Blocks)*uint64(sfs.Bsize), err)
 	}
 
 	// The same metadata again is a different pod: refused.
