@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,7 +109,7 @@ func run(ctx context.Context, o options) (err error) {
 			if cerr := s.runner.removeAll(cctx); cerr != nil {
 				fmt.Fprintf(os.Stderr, "clean-up of %s pods: %v\n", s.name, cerr)
 			}
-			s.d.stop()
+			s.d.Stop()
 			killMonitors(s.d)
 		}
 		crdlNet.removeBridge()
@@ -117,7 +118,7 @@ func run(ctx context.Context, o options) (err error) {
 			fmt.Printf("\nkept %s (configs, logs)\n", work)
 			return
 		}
-		if cerr := removeWorkDir(work); cerr != nil {
+		if cerr := benchkit.RemoveWorkDir(work); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}()
@@ -125,7 +126,7 @@ func run(ctx context.Context, o options) (err error) {
 	cradleBin := o.cradle
 	if cradleBin == "" {
 		fmt.Fprintln(os.Stderr, "building cmd/cradle ...")
-		if cradleBin, err = buildCradle(ctx, filepath.Join(work, "bin")); err != nil {
+		if cradleBin, err = benchkit.BuildCradle(ctx, filepath.Join(work, "bin")); err != nil {
 			return err
 		}
 	}
@@ -139,7 +140,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	certsDir := filepath.Join(work, "certs.d")
-	if err := writeHostsDir(certsDir, reg.Host); err != nil {
+	if err := benchkit.WriteHostsDir(certsDir, reg.Host); err != nil {
 		return err
 	}
 
@@ -159,12 +160,12 @@ func run(ctx context.Context, o options) (err error) {
 	// Images present before anything is timed: the workload on both, the
 	// sandbox image on containerd (kubelet's pods find it pulled too).
 	for _, s := range []*side{crdl, ctrd} {
-		if _, err := s.d.images.PullImage(ctx, imageSpec(imgs.workload), nil, nil); err != nil {
-			return s.d.explain(fmt.Errorf("%s pull %s: %w", s.name, imgs.workload, err))
+		if _, err := s.d.Images.PullImage(ctx, imageSpec(imgs.workload), nil, nil); err != nil {
+			return s.d.Explain(fmt.Errorf("%s pull %s: %w", s.name, imgs.workload, err))
 		}
 	}
-	if _, err := ctrd.d.images.PullImage(ctx, imageSpec(imgs.pause), nil, nil); err != nil {
-		return ctrd.d.explain(fmt.Errorf("containerd pull %s: %w", imgs.pause, err))
+	if _, err := ctrd.d.Images.PullImage(ctx, imageSpec(imgs.pause), nil, nil); err != nil {
+		return ctrd.d.Explain(fmt.Errorf("containerd pull %s: %w", imgs.pause, err))
 	}
 
 	printHeader(o, cradleBin, imgs)
@@ -184,8 +185,8 @@ func run(ctx context.Context, o options) (err error) {
 	if err := loaded(ctx, o.pods, o.calls, o.settle, crdl, ctrd); err != nil {
 		return err
 	}
-	printReport(os.Stdout, crdl, ctrd, o.targets)
-	fmt.Printf("load average at the end %s (other work on the machine widens the spread)\n", loadAverage())
+	printReport(os.Stdout, crdl, ctrd, o.targets, o.width)
+	fmt.Printf("load average at the end %s (other work on the machine widens the spread)\n", benchkit.LoadAverage())
 	return nil
 }
 
@@ -198,7 +199,7 @@ func killMonitors(d *daemon) {
 	}
 	for _, p := range ps {
 		if d.isMonitor != nil && d.isMonitor(p.argv) {
-			fmt.Fprintf(os.Stderr, "%s left monitor pid %d running: SIGKILL\n", d.name, p.pid)
+			fmt.Fprintf(os.Stderr, "%s left monitor pid %d running: SIGKILL\n", d.Name, p.pid)
 			_ = unix.Kill(p.pid, unix.SIGKILL)
 		}
 	}
@@ -208,8 +209,8 @@ func printHeader(o options, cradleBin string, imgs benchImages) {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	fmt.Printf("pod benchmark: cradle vs containerd, same machine, same run, alternating\n")
-	fmt.Printf("machine    %d CPUs, Linux %s, load average %s\n", runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), loadAverage())
-	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", containerdVersion(o.containerd), o.containerd, imgs.pause)
+	fmt.Printf("machine    %d CPUs, Linux %s, load average %s\n", runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), benchkit.LoadAverage())
+	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.containerd), o.containerd, imgs.pause)
 	fmt.Printf("cradle     %s (conmon + runc, no pause process)\n", cradleBin)
 	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.workload, workloadCommand)
 	fmt.Printf("method     1 warm-up pod each; %d sequential starts (each torn down at once); %d starts %d at a time;\n", o.n, o.n, o.width)

@@ -160,10 +160,10 @@ func loaded(ctx context.Context, m, calls int, settle time.Duration, crdl, ctrd 
 		for _, s := range orderOf(i, crdl, ctrd) {
 			for range min(block, calls-i*block) {
 				t0 := time.Now()
-				ctrs, err := s.d.runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{})
+				ctrs, err := s.d.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{})
 				d := time.Since(t0)
 				if err != nil {
-					return s.d.explain(fmt.Errorf("%s ListContainers: %w", s.name, err))
+					return s.d.Explain(fmt.Errorf("%s ListContainers: %w", s.name, err))
 				}
 				if len(ctrs) != m {
 					return fmt.Errorf("%s lists %d containers, want %d", s.name, len(ctrs), m)
@@ -174,8 +174,8 @@ func loaded(ctx context.Context, m, calls int, settle time.Duration, crdl, ctrd 
 			// client, gRPC and scheduling share of every call.
 			for range min(block, calls-i*block) {
 				t0 := time.Now()
-				if _, err := s.d.runtime.Version(ctx, "v1"); err != nil {
-					return s.d.explain(fmt.Errorf("%s Version: %w", s.name, err))
+				if _, err := s.d.Runtime.Version(ctx, "v1"); err != nil {
+					return s.d.Explain(fmt.Errorf("%s Version: %w", s.name, err))
 				}
 				s.version = append(s.version, time.Since(t0))
 			}
@@ -198,9 +198,9 @@ func waitRunning(ctx context.Context, s *side, m int) error {
 	deadline := time.Now().Add(time.Minute)
 	filter := &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}
 	for {
-		ctrs, err := s.d.runtime.ListContainers(ctx, filter)
+		ctrs, err := s.d.Runtime.ListContainers(ctx, filter)
 		if err != nil {
-			return s.d.explain(err)
+			return s.d.Explain(err)
 		}
 		if len(ctrs) == m {
 			return nil

@@ -127,13 +127,13 @@ func measureOverhead(d *daemon) (overhead, error) {
 	if err != nil {
 		return overhead{}, err
 	}
-	pids, monitors, pauses := runtimeProcs(ps, d.pid(), d.isMonitor)
+	pids, monitors, pauses := runtimeProcs(ps, d.Pid(), d.isMonitor)
 	o := overhead{daemon: 1, monitors: monitors, pauses: pauses}
 	for _, pid := range pids {
 		kib, err := pssKiB(pid)
 		if err != nil {
-			if pid == d.pid() {
-				return overhead{}, d.explain(fmt.Errorf("PSS of %s: %w", d.name, err))
+			if pid == d.Pid() {
+				return overhead{}, d.Explain(fmt.Errorf("PSS of %s: %w", d.Name, err))
 			}
 			continue // exited between the listing and now
 		}

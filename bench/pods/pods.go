@@ -49,7 +49,7 @@ func (r *podRunner) config(name string) *runtimeapi.PodSandboxConfig {
 // nextName is a fresh pod name; callers in parallel take names first.
 func (r *podRunner) nextName() string {
 	r.seq++
-	return fmt.Sprintf("%s-%03d", r.d.name, r.seq)
+	return fmt.Sprintf("%s-%03d", r.d.Name, r.seq)
 }
 
 // prepare makes the pod's log directory, as kubelet does before it asks
@@ -63,9 +63,9 @@ func (r *podRunner) prepare(name string) error {
 func (r *podRunner) start(ctx context.Context, name string) (pod, time.Duration, error) {
 	cfg := r.config(name)
 	t0 := time.Now()
-	id, err := r.d.runtime.RunPodSandbox(ctx, cfg, "")
+	id, err := r.d.Runtime.RunPodSandbox(ctx, cfg, "")
 	if err != nil {
-		return pod{}, 0, r.d.explain(fmt.Errorf("%s RunPodSandbox %s: %w", r.d.name, name, err))
+		return pod{}, 0, r.d.Explain(fmt.Errorf("%s RunPodSandbox %s: %w", r.d.Name, name, err))
 	}
 	p := pod{id: id}
 	cc := &runtimeapi.ContainerConfig{
@@ -75,13 +75,13 @@ func (r *podRunner) start(ctx context.Context, name string) (pod, time.Duration,
 		LogPath:  "app.log",
 		Labels:   map[string]string{"io.kubernetes.container.name": "app"},
 	}
-	cid, err := r.d.runtime.CreateContainer(ctx, id, cc, cfg)
+	cid, err := r.d.Runtime.CreateContainer(ctx, id, cc, cfg)
 	if err != nil {
-		return p, 0, r.d.explain(fmt.Errorf("%s CreateContainer in %s: %w", r.d.name, name, err))
+		return p, 0, r.d.Explain(fmt.Errorf("%s CreateContainer in %s: %w", r.d.Name, name, err))
 	}
 	p.container = cid
-	if err := r.d.runtime.StartContainer(ctx, cid); err != nil {
-		return p, 0, r.d.explain(fmt.Errorf("%s StartContainer in %s: %w", r.d.name, name, err))
+	if err := r.d.Runtime.StartContainer(ctx, cid); err != nil {
+		return p, 0, r.d.Explain(fmt.Errorf("%s StartContainer in %s: %w", r.d.Name, name, err))
 	}
 	return p, time.Since(t0), nil
 }
@@ -91,15 +91,15 @@ func (r *podRunner) start(ctx context.Context, name string) (pod, time.Duration,
 func (r *podRunner) teardown(ctx context.Context, p pod) (time.Duration, error) {
 	t0 := time.Now()
 	if p.container != "" {
-		if err := r.d.runtime.StopContainer(ctx, p.container, stopGrace); err != nil {
-			return 0, r.d.explain(fmt.Errorf("%s StopContainer %s: %w", r.d.name, p.container, err))
+		if err := r.d.Runtime.StopContainer(ctx, p.container, stopGrace); err != nil {
+			return 0, r.d.Explain(fmt.Errorf("%s StopContainer %s: %w", r.d.Name, p.container, err))
 		}
 	}
-	if err := r.d.runtime.StopPodSandbox(ctx, p.id); err != nil {
-		return 0, r.d.explain(fmt.Errorf("%s StopPodSandbox %s: %w", r.d.name, p.id, err))
+	if err := r.d.Runtime.StopPodSandbox(ctx, p.id); err != nil {
+		return 0, r.d.Explain(fmt.Errorf("%s StopPodSandbox %s: %w", r.d.Name, p.id, err))
 	}
-	if err := r.d.runtime.RemovePodSandbox(ctx, p.id); err != nil {
-		return 0, r.d.explain(fmt.Errorf("%s RemovePodSandbox %s: %w", r.d.name, p.id, err))
+	if err := r.d.Runtime.RemovePodSandbox(ctx, p.id); err != nil {
+		return 0, r.d.Explain(fmt.Errorf("%s RemovePodSandbox %s: %w", r.d.Name, p.id, err))
 	}
 	return time.Since(t0), nil
 }
@@ -107,22 +107,22 @@ func (r *podRunner) teardown(ctx context.Context, p pod) (time.Duration, error) 
 // removeAll tears down every pod the runtime knows, for the clean-up at the
 // end or after a failure; it returns the first error and carries on.
 func (r *podRunner) removeAll(ctx context.Context) error {
-	pods, err := r.d.runtime.ListPodSandbox(ctx, nil)
+	pods, err := r.d.Runtime.ListPodSandbox(ctx, nil)
 	if err != nil {
-		return r.d.explain(err)
+		return r.d.Explain(err)
 	}
 	var first error
 	for _, s := range pods {
-		ctrs, _ := r.d.runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: s.Id})
+		ctrs, _ := r.d.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: s.Id})
 		for _, c := range ctrs {
-			if err := r.d.runtime.StopContainer(ctx, c.Id, 0); err != nil && first == nil {
+			if err := r.d.Runtime.StopContainer(ctx, c.Id, 0); err != nil && first == nil {
 				first = err
 			}
 		}
-		if err := r.d.runtime.StopPodSandbox(ctx, s.Id); err != nil && first == nil {
+		if err := r.d.Runtime.StopPodSandbox(ctx, s.Id); err != nil && first == nil {
 			first = err
 		}
-		if err := r.d.runtime.RemovePodSandbox(ctx, s.Id); err != nil && first == nil {
+		if err := r.d.Runtime.RemovePodSandbox(ctx, s.Id); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -14,7 +14,7 @@ type targets struct {
 
 func kibCell(k float64) string { return fmt.Sprintf("%.0f KiB", k) }
 
-func printReport(w io.Writer, crdl, ctrd *side, t targets) {
+func printReport(w io.Writer, crdl, ctrd *side, t targets, width int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "\tcradle\tcontainerd\tratio")
 	row := func(label string, c, d time.Duration) {
@@ -26,7 +26,7 @@ func printReport(w io.Writer, crdl, ctrd *side, t targets) {
 		row(fmt.Sprintf("%s p99", label), percentile(c, 99), percentile(d, 99))
 	}
 	pcts("pod start, sequential", crdl.startSeq, ctrd.startSeq)
-	pcts("pod start, 4 in parallel", crdl.startPar, ctrd.startPar)
+	pcts(fmt.Sprintf("pod start, %d in parallel", width), crdl.startPar, ctrd.startPar)
 	pcts("ListContainers", crdl.list, ctrd.list)
 	pcts("Version (round-trip floor)", crdl.version, ctrd.version)
 	pcts("teardown", crdl.teardown, ctrd.teardown)
@@ -43,7 +43,7 @@ func printReport(w io.Writer, crdl, ctrd *side, t targets) {
 		fmt.Fprintf(w, "%-46s = %s (target <= %.2f) %s\n", what, formatRatio(r, max), max, verdict(r, max))
 	}
 	target("ratio cradle/containerd pod start p50 (seq)", ratio(float64(percentile(crdl.startSeq, 50)), float64(percentile(ctrd.startSeq, 50))), t.start)
-	target("ratio cradle/containerd pod start p50 (x4)", ratio(float64(percentile(crdl.startPar, 50)), float64(percentile(ctrd.startPar, 50))), t.start)
+	target(fmt.Sprintf("ratio cradle/containerd pod start p50 (x%d)", width), ratio(float64(percentile(crdl.startPar, 50)), float64(percentile(ctrd.startPar, 50))), t.start)
 	target("ratio cradle/containerd memory per pod", ratio(mc, md), t.memory)
 	target("ratio cradle/containerd ListContainers p99", ratio(float64(percentile(crdl.list, 99)), float64(percentile(ctrd.list, 99))), t.list)
 }

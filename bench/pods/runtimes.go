@@ -8,10 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-)
 
-// cradleModule is the module path whose cmd/cradle the benchmark builds.
-const cradleModule = "github.com/cradle-runtime/cradle"
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
+)
 
 // cniPluginDir is where Debian's containernetworking-plugins installs.
 const cniPluginDir = "/usr/lib/cni"
@@ -84,53 +83,16 @@ func (c containerdSetup) socket() string { return filepath.Join(c.state, "contai
 // registry (pulled plain HTTP), oom_score_adj clamped (no CAP_SYS_RESOURCE
 // in this VM's bounding set) and no hugetlb controller.
 func (c containerdSetup) configTOML() string {
-	return fmt.Sprintf(`# written by cradle's bench/pods: a private containerd for the pod benchmark
-version = 2
-root = %[1]q
-state = %[2]q
-oom_score = 0
-
-[grpc]
-  address = %[3]q
-
-[ttrpc]
-  address = "%[3]s.ttrpc"
-
-[debug]
-  level = "info"
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "%[1]s/opt"
-
-  [plugins."io.containerd.grpc.v1.cri"]
-    sandbox_image = %[4]q
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-    disable_tcp_service = true
-    netns_mounts_under_state_dir = true
-    restrict_oom_score_adj = true
-    tolerate_missing_hugetlb_controller = true
-    disable_hugetlb_controller = true
-
-    [plugins."io.containerd.grpc.v1.cri".containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-          BinaryName = %[5]q
-          Root = "%[2]s/runc"
-          SystemdCgroup = false
-
-    [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = %[6]q
-      conf_dir = %[7]q
-      max_conf_num = 1
-
-    [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = %[8]q
-`, c.root, c.state, c.socket(), c.sandboxImage, c.runc, cniPluginDir, c.net.confDir, c.certsDir)
+	return benchkit.ContainerdConfig{
+		Comment: "written by cradle's bench/pods: a private containerd for the pod benchmark",
+		Root:    c.root, State: c.state, Socket: c.socket(),
+		Runc:         c.runc,
+		SandboxImage: c.sandboxImage,
+		CNIBinDir:    cniPluginDir,
+		CNIConfDir:   c.net.confDir,
+		CNIMaxConfs:  1,
+		CertsDir:     c.certsDir,
+	}.TOML()
 }
 
 func (c containerdSetup) start(ctx context.Context) (*daemon, error) {
@@ -188,19 +150,13 @@ func newCradleSetup(work, bin, certsDir string, net network) cradleSetup {
 }
 
 func (c cradleSetup) configTOML() string {
-	return fmt.Sprintf(`# written by cradle's bench/pods
-root = %q
-state = %q
-socket = %q
-log_level = "info"
-
-[registry]
-config_path = %q
-
-[cni]
-conf_dir = %q
-plugin_dirs = [%q]
-`, c.root, c.state, c.socket, c.certsDir, c.net.confDir, cniPluginDir)
+	return benchkit.CradleConfig{
+		Comment: "written by cradle's bench/pods",
+		Root:    c.root, State: c.state, Socket: c.socket,
+		CertsDir:      c.certsDir,
+		CNIConfDir:    c.net.confDir,
+		CNIPluginDirs: []string{cniPluginDir},
+	}.TOML()
 }
 
 func (c cradleSetup) start(ctx context.Context) (*daemon, error) {
@@ -227,48 +183,4 @@ func (c cradleSetup) start(ctx context.Context) (*daemon, error) {
 		return slices.ContainsFunc(argv, func(a string) bool { return strings.Contains(a, dir) })
 	}
 	return d, nil
-}
-
-// buildCradle builds cmd/cradle of the checkout the working directory is in
-// into dir and returns the binary's path.
-func buildCradle(ctx context.Context, dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if _, serr := os.Stat("/usr/local/go/bin/go"); serr != nil {
-			return "", fmt.Errorf("no Go toolchain to build cradle (pass -cradle PATH): %w", err)
-		}
-		goBin = "/usr/local/go/bin/go"
-	}
-	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	mod, err := os.ReadFile(gomod)
-	if gomod == "" || gomod == os.DevNull || err != nil || !strings.Contains(string(mod), "module "+cradleModule+"\n") {
-		return "", fmt.Errorf("run from cradle's checkout (go.mod of %s) or pass -cradle PATH", cradleModule)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "cradle")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, cradleModule+"/cmd/cradle")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build cmd/cradle: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// containerdVersion is "1.6.20~ds1", or "?" when the binary will not say.
-func containerdVersion(bin string) string {
-	out, err := exec.Command(bin, "--version").Output()
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(out))
-	if len(f) < 3 {
-		return strings.TrimSpace(string(out))
-	}
-	return f[2]
 }

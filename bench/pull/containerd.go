@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
+
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 )
 
 // containerdSetup is a private containerd: its own root, state and socket
@@ -40,50 +39,13 @@ func (c containerdSetup) socket() string { return filepath.Join(c.state, "contai
 // pulls (overlayfs snapshotter, max_concurrent_downloads 3, content kept
 // after unpack), plus the settings a private instance on this host needs.
 func (c containerdSetup) configTOML() string {
-	return fmt.Sprintf(`# written by cradle's bench/pull: a private containerd for the pull benchmark
-version = 2
-root = %[1]q
-state = %[2]q
-oom_score = 0
-
-[grpc]
-  address = %[3]q
-
-[ttrpc]
-  address = "%[3]s.ttrpc"
-
-[debug]
-  level = "info"
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "%[1]s/opt"
-
-  [plugins."io.containerd.grpc.v1.cri"]
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-    disable_tcp_service = true
-    netns_mounts_under_state_dir = true
-    restrict_oom_score_adj = true
-    tolerate_missing_hugetlb_controller = true
-    disable_hugetlb_controller = true
-
-    [plugins."io.containerd.grpc.v1.cri".containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-          BinaryName = %[4]q
-          Root = "%[2]s/runc"
-          SystemdCgroup = false
-
-    [plugins."io.containerd.grpc.v1.cri".cni]
-      conf_dir = %[5]q
-
-    [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = %[6]q
-`, c.root, c.state, c.socket(), c.runc, c.cniConfDir, c.certsDir)
+	return benchkit.ContainerdConfig{
+		Comment: "written by cradle's bench/pull: a private containerd for the pull benchmark",
+		Root:    c.root, State: c.state, Socket: c.socket(),
+		Runc:       c.runc,
+		CNIConfDir: c.cniConfDir,
+		CertsDir:   c.certsDir,
+	}.TOML()
 }
 
 // start writes the config and starts containerd.
@@ -109,17 +71,4 @@ func (c containerdSetup) start(ctx context.Context) (*daemon, error) {
 	}
 	d.storeIgnore = map[string]bool{"sha256": true} // blobs/sha256/ itself
 	return d, nil
-}
-
-// containerdVersion is "1.6.20~ds1", or "?" when the binary will not say.
-func containerdVersion(bin string) string {
-	out, err := exec.Command(bin, "--version").Output()
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(out))
-	if len(f) < 3 {
-		return strings.TrimSpace(string(out))
-	}
-	return f[2]
 }

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,7 +127,7 @@ func run(ctx context.Context, o options) (err error) {
 			fmt.Printf("\nkept %s (configs, logs, stores)\n", work)
 			return
 		}
-		if cerr := removeWorkDir(work); cerr != nil && err == nil {
+		if cerr := benchkit.RemoveWorkDir(work); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
@@ -135,7 +136,7 @@ func run(ctx context.Context, o options) (err error) {
 	cradleBin := o.cradle
 	if o.wants("cradle") && cradleBin == "" {
 		fmt.Fprintln(os.Stderr, "building cmd/cradle ...")
-		if cradleBin, err = buildCradle(ctx, filepath.Join(work, "bin")); err != nil {
+		if cradleBin, err = benchkit.BuildCradle(ctx, filepath.Join(work, "bin")); err != nil {
 			return err
 		}
 	}
@@ -159,7 +160,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	certsDir, cniDir := filepath.Join(work, "certs.d"), filepath.Join(work, "cni")
-	if err := writeHostsDir(certsDir, reg.Host); err != nil {
+	if err := benchkit.WriteHostsDir(certsDir, reg.Host); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(cniDir, 0o755); err != nil {
@@ -172,14 +173,14 @@ func run(ctx context.Context, o options) (err error) {
 		if err != nil {
 			return err
 		}
-		defer ctrd.stop()
+		defer ctrd.Stop()
 	}
 	if o.wants("cradle") {
 		crdl, err = newCradleSetup(work, cradleBin, certsDir, cniDir).start(ctx)
 		if err != nil {
 			return err
 		}
-		defer crdl.stop()
+		defer crdl.Stop()
 	}
 
 	ref := reg.Ref(imageRepo + ":" + imageTag)
@@ -191,7 +192,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	res.hwmCradle, res.hwmContainerd = hwm(crdl), hwm(ctrd)
 	printReport(os.Stdout, o, img.Transfer, res)
-	fmt.Printf("load average at the end %s (other work on the machine widens the spread between rounds)\n", loadAverage())
+	fmt.Printf("load average at the end %s (other work on the machine widens the spread between rounds)\n", benchkit.LoadAverage())
 	return nil
 }
 
@@ -237,9 +238,7 @@ func pullPair(ctx context.Context, crdl, ctrd *daemon, ref string, cradleFirst b
 		}
 		r, err := timedPull(ctx, dm, ref)
 		if err != nil {
-			if !dm.alive() {
-				err = fmt.Errorf("%w\n%s exited (%v); last lines of %s:\n%s", err, dm.name, dm.exitErr, dm.logPath, dm.logTail(20))
-			}
+			err = dm.Explain(err)
 			if dm == crdl {
 				err = fmt.Errorf("%w\n(-only containerd measures containerd alone)", err)
 			}
@@ -259,7 +258,7 @@ func hwm(d *daemon) int64 {
 	if d == nil {
 		return 0
 	}
-	return statusKB(d.pid(), "VmHWM:") * 1024
+	return statusKB(d.Pid(), "VmHWM:") * 1024
 }
 
 func printHeader(o options, img *builtImage, ref string, buildTime time.Duration, ceiling float64, cradleBin string) {
@@ -267,14 +266,14 @@ func printHeader(o options, img *builtImage, ref string, buildTime time.Duration
 	_ = unix.Uname(&uts)
 	fmt.Printf("pull benchmark: cradle vs containerd, same machine, same run\n")
 	fmt.Printf("machine   %d CPUs, Linux %s, work dir on %s, load average %s\n",
-		runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), o.workdir, loadAverage())
+		runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), o.workdir, benchkit.LoadAverage())
 	if o.wants("containerd") {
 		pigz := "absent: containerd decompresses in Go"
 		if p, err := exec.LookPath("unpigz"); err == nil {
 			pigz = "present (" + p + "): containerd decompresses with it"
 		}
 		fmt.Printf("containerd %s (%s), CRI defaults: 3 parallel layer downloads, overlayfs; unpigz %s\n",
-			containerdVersion(o.containerd), o.containerd, pigz)
+			benchkit.ContainerdVersion(o.containerd), o.containerd, pigz)
 	}
 	if o.wants("cradle") {
 		fmt.Printf("cradle    %s, defaults (6 parallel layer downloads)\n", cradleBin)

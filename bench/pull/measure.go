@@ -38,7 +38,7 @@ func timedPull(ctx context.Context, d *daemon, ref string) (pullResult, error) {
 	// Writeback of the previous pull (or removal) must not bill this one.
 	unix.Sync()
 
-	cpu0, err := processCPU(d.pid())
+	cpu0, err := processCPU(d.Pid())
 	if err != nil {
 		return pullResult{}, err
 	}
@@ -46,15 +46,15 @@ func timedPull(ctx context.Context, d *daemon, ref string) (pullResult, error) {
 	if err != nil {
 		return pullResult{}, err
 	}
-	stopSampling := sampleRSS(d.pid(), rssInterval)
+	stopSampling := sampleRSS(d.Pid(), rssInterval)
 	start := time.Now()
-	_, err = d.images.PullImage(ctx, &runtimeapi.ImageSpec{Image: ref}, nil, nil)
+	_, err = d.Images.PullImage(ctx, &runtimeapi.ImageSpec{Image: ref}, nil, nil)
 	elapsed := time.Since(start)
 	peak := stopSampling()
 	if err != nil {
-		return pullResult{}, fmt.Errorf("%s: pull %s: %w", d.name, ref, err)
+		return pullResult{}, fmt.Errorf("%s: pull %s: %w", d.Name, ref, err)
 	}
-	cpu1, err := processCPU(d.pid())
+	cpu1, err := processCPU(d.Pid())
 	if err != nil {
 		return pullResult{}, err
 	}
@@ -64,19 +64,19 @@ func timedPull(ctx context.Context, d *daemon, ref string) (pullResult, error) {
 	}
 
 	// The pull must have produced the image, listed and on disk.
-	st, err := d.images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false)
+	st, err := d.Images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false)
 	if err != nil {
-		return pullResult{}, fmt.Errorf("%s: image status after pull: %w", d.name, err)
+		return pullResult{}, fmt.Errorf("%s: image status after pull: %w", d.Name, err)
 	}
 	if st.GetImage() == nil {
-		return pullResult{}, fmt.Errorf("%s: pull of %s succeeded but ImageStatus does not find it", d.name, ref)
+		return pullResult{}, fmt.Errorf("%s: pull of %s succeeded but ImageStatus does not find it", d.Name, ref)
 	}
 	_, disk, err := d.storeUsage()
 	if err != nil {
 		return pullResult{}, err
 	}
 	if disk == 0 {
-		return pullResult{}, fmt.Errorf("%s: pull of %s left nothing in %v", d.name, ref, d.storeDirs)
+		return pullResult{}, fmt.Errorf("%s: pull of %s left nothing in %v", d.Name, ref, d.storeDirs)
 	}
 	return pullResult{Time: elapsed, CPU: cpu1 - cpu0, SelfCPU: self1 - self0, PeakRSS: peak, Disk: disk}, nil
 }
@@ -84,15 +84,15 @@ func timedPull(ctx context.Context, d *daemon, ref string) (pullResult, error) {
 // removeAndWait removes ref through CRI and waits until the runtime's store
 // dirs are empty, so the next pull downloads and unpacks every layer.
 func removeAndWait(ctx context.Context, d *daemon, ref string) error {
-	if err := d.images.RemoveImage(ctx, &runtimeapi.ImageSpec{Image: ref}); err != nil {
-		return fmt.Errorf("%s: remove %s: %w", d.name, ref, err)
+	if err := d.Images.RemoveImage(ctx, &runtimeapi.ImageSpec{Image: ref}); err != nil {
+		return fmt.Errorf("%s: remove %s: %w", d.Name, ref, err)
 	}
-	st, err := d.images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false)
+	st, err := d.Images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false)
 	if err != nil {
-		return fmt.Errorf("%s: image status after remove: %w", d.name, err)
+		return fmt.Errorf("%s: image status after remove: %w", d.Name, err)
 	}
 	if st.GetImage() != nil {
-		return fmt.Errorf("%s: %s still listed after RemoveImage", d.name, ref)
+		return fmt.Errorf("%s: %s still listed after RemoveImage", d.Name, ref)
 	}
 	deadline := time.Now().Add(cleanTimeout)
 	for {
@@ -105,7 +105,7 @@ func removeAndWait(ctx context.Context, d *daemon, ref string) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s still holds %d entries (%s) under %v %v after RemoveImage",
-				d.name, n, formatMiB(size), d.storeDirs, cleanTimeout)
+				d.Name, n, formatMiB(size), d.storeDirs, cleanTimeout)
 		}
 		select {
 		case <-ctx.Done():

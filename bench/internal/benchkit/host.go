@@ -1,4 +1,7 @@
-package main
+// Package benchkit holds what cradle's benchmark programs (bench/pull,
+// bench/pods) share: starting and stopping the runtimes under test, their
+// config files, building cradle, and host plumbing.
+package benchkit
 
 import (
 	"errors"
@@ -11,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loadAverage is the 1, 5 and 15 minute load average.
-func loadAverage() string {
+// LoadAverage is the 1, 5 and 15 minute load average.
+func LoadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "?"
@@ -24,9 +27,9 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// writeHostsDir writes containerd's hosts.toml layout for the registry:
+// WriteHostsDir writes containerd's hosts.toml layout for the registry:
 // plain HTTP, pull and resolve. Both runtimes read the same directory.
-func writeHostsDir(dir, host string) error {
+func WriteHostsDir(dir, host string) error {
 	hostDir := filepath.Join(dir, host)
 	if err := os.MkdirAll(hostDir, 0o755); err != nil {
 		return err
@@ -35,9 +38,9 @@ func writeHostsDir(dir, host string) error {
 	return os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(conf), 0o644)
 }
 
-// removeWorkDir unmounts whatever a runtime left mounted below dir (deepest
+// RemoveWorkDir unmounts whatever a runtime left mounted below dir (deepest
 // first, detached) and removes dir.
-func removeWorkDir(dir string) error {
+func RemoveWorkDir(dir string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
