@@ -33,6 +33,8 @@ type Server struct {
 	network *cni.Network     // nil: NetworkReady is false
 	// containers nil: container RPCs answer Unimplemented.
 	containers *container.Manager
+	stats      *statsService // nil: stats RPCs answer Unimplemented
+	stream     StreamURLs    // nil: Exec, Attach, PortForward answer Unimplemented
 	// handlers are the RuntimeClass handlers whose runtime is usable; nil
 	// means every configured one.
 	handlers []string

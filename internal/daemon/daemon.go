@@ -22,6 +22,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/layer"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
 	"github.com/cradle-runtime/cradle/internal/spec"
+	"github.com/cradle-runtime/cradle/internal/stats"
 	"github.com/cradle-runtime/cradle/internal/version"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -111,6 +112,16 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return fmt.Errorf("open containers: %w", err)
 	}
 	defer containers.Close()
+	statsTargets := cri.StatsTargets(containers)
+	collector, err := stats.New(stats.Config{
+		Hierarchy: stats.DetectHierarchy("/sys/fs/cgroup"),
+		Targets:   statsTargets.All,
+		Log:       log.With("component", "stats"),
+	})
+	if err != nil {
+		return fmt.Errorf("start stats collector: %w", err)
+	}
+	defer collector.Close()
 
 	// Every holder of layers has re-acquired them: what is left is garbage of
 	// an interrupted pull or removal.
@@ -125,7 +136,15 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
 	)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
+		WithStats(collector, statsTargets).
 		WithRuntimeHandlers(slices.Collect(maps.Keys(runtimes)))
+	streams, err := cri.ListenStreaming(cfg.Stream, containers, pods)
+	if err != nil {
+		return fmt.Errorf("start streaming server: %w", err)
+	}
+	defer streams.Close()
+	api.WithStreaming(streams)
+	log.Info("streaming server listening", "address", streams.Addr().String())
 	runtimeapi.RegisterRuntimeServiceServer(srv, api)
 	runtimeapi.RegisterImageServiceServer(srv, api)
 

@@ -76,9 +76,9 @@ func TestDaemonServesVersionStatusRuntimeConfig(t *testing.T) {
 func TestUnlandedRPCsAnswerUnimplementedBadRequestsInvalidArgument(t *testing.T) {
 	needRoot(t)
 	d := startDaemon(t, daemonOpts{})
-	_, err := d.Runtime.PortForward(context.Background(), &runtimeapi.PortForwardRequest{PodSandboxId: "x"})
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "PortForward is not implemented by cradle") {
-		t.Fatalf("PortForward: %v", err)
+	err := d.Runtime.CheckpointContainer(context.Background(), &runtimeapi.CheckpointContainerRequest{ContainerId: "x"})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "CheckpointContainer is not implemented by cradle") {
+		t.Fatalf("CheckpointContainer: %v", err)
 	}
 	_, err = d.Runtime.RunPodSandbox(context.Background(), &runtimeapi.PodSandboxConfig{}, "")
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "metadata") {

@@ -1,0 +1,189 @@
+package cri
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cradle-runtime/cradle/internal/container"
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/stats"
+)
+
+// statsService is the collector and the container resolution it was
+// built with.
+type statsService struct {
+	c       *stats.Collector
+	targets *Targets
+}
+
+// WithStats serves the container stats RPCs from c, whose Targets function
+// is t.All.
+func (s *Server) WithStats(c *stats.Collector, t *Targets) *Server {
+	s.stats = &statsService{c: c, targets: t}
+	return s
+}
+
+// containerFsMount names the filesystem of writable layers as ImageFsInfo
+// does, so kubelet matches the two.
+func (s *Server) containerFsMount() string { return filepath.Join(s.cfg.Root, "containers") }
+
+// StatsTargets resolves the containers of m for the collector. A
+// container's cgroup path never changes, so it is read from its bundle once.
+func StatsTargets(m *container.Manager) *Targets {
+	return &Targets{m: m, paths: map[string]string{}}
+}
+
+// Targets resolves containers to what the stats collector samples.
+type Targets struct {
+	m     *container.Manager
+	mu    sync.Mutex
+	paths map[string]string // cgroupsPath by container ID
+}
+
+// All is the collector's Targets function: every known container.
+func (t *Targets) All() []stats.Target {
+	cs := t.m.List(container.Filter{})
+	out := make([]stats.Target, 0, len(cs))
+	seen := make(map[string]bool, len(cs))
+	for i := range cs {
+		seen[cs[i].ID] = true
+		out = append(out, t.target(cs[i].ID))
+	}
+	t.mu.Lock()
+	for id := range t.paths {
+		if !seen[id] {
+			delete(t.paths, id)
+		}
+	}
+	t.mu.Unlock()
+	return out
+}
+
+func (t *Targets) target(id string) stats.Target {
+	t.mu.Lock()
+	p, ok := t.paths[id]
+	t.mu.Unlock()
+	if !ok {
+		// Without a readable bundle (not written yet, or gone with a reboot's
+		// tmpfs) the container has no CPU or memory stats, but still its
+		// layer's. Only a real answer is cached: the bundle may appear.
+		var err error
+		if p, err = t.m.CgroupsPath(id); err == nil {
+			t.mu.Lock()
+			t.paths[id] = p
+			t.mu.Unlock()
+		}
+	}
+	return stats.Target{ID: id, CgroupsPath: p, WritableLayer: t.m.WritableLayer(id)}
+}
+
+func (s *Server) statsEnabled(rpc string) error {
+	if err := s.containersEnabled(rpc); err != nil {
+		return err
+	}
+	if s.stats == nil {
+		return errdefs.New(errdefs.ErrUnimplemented, "%s: stats are not enabled in this daemon", rpc)
+	}
+	return nil
+}
+
+// ContainerStats answers from the collector's cache.
+func (s *Server) ContainerStats(_ context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	if err := s.statsEnabled("ContainerStats"); err != nil {
+		return nil, err
+	}
+	if req.ContainerId == "" {
+		return nil, errdefs.InvalidArgument("ContainerStats: container_id is required")
+	}
+	c, err := s.containers.Status(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containerStats(&c)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
+}
+
+// ListContainerStats answers for the containers the filter selects.
+// Containers whose sampling fails are left out rather than failing the
+// whole list: one odd container must not blind kubelet to the rest.
+func (s *Server) ListContainerStats(_ context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	if err := s.statsEnabled("ListContainerStats"); err != nil {
+		return nil, err
+	}
+	f := container.Filter{}
+	if rf := req.GetFilter(); rf != nil {
+		f.ID, f.SandboxID, f.Labels = rf.Id, rf.PodSandboxId, rf.LabelSelector
+	}
+	cs := s.containers.List(f)
+	resp := &runtimeapi.ListContainerStatsResponse{Stats: make([]*runtimeapi.ContainerStats, 0, len(cs))}
+	for i := range cs {
+		st, err := s.containerStats(&cs[i])
+		if err != nil {
+			s.log.Warn("container stats unavailable", "id", cs[i].ID, "err", err)
+			continue
+		}
+		resp.Stats = append(resp.Stats, st)
+	}
+	return resp, nil
+}
+
+func (s *Server) containerStats(c *container.Container) (*runtimeapi.ContainerStats, error) {
+	smp, err := s.stats.c.Get(s.stats.targets.target(c.ID))
+	if err != nil {
+		return nil, err
+	}
+	return criStats(c, &smp, s.containerFsMount()), nil
+}
+
+func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: v} }
+
+// criStats maps a sample to CRI. CPU and memory are omitted unless the
+// container runs: a created one holds only runc's init and an exited one's
+// cgroup may linger until removal, and kubelet reads absent as "no usage to
+// account", where zeros or stale totals would mislead it.
+func criStats(c *container.Container, smp *stats.Sample, fsMount string) *runtimeapi.ContainerStats {
+	out := &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{
+			Id: c.ID, Metadata: c.Config.GetMetadata(),
+			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+		},
+	}
+	if !smp.FsTimestamp.IsZero() {
+		out.WritableLayer = &runtimeapi.FilesystemUsage{
+			Timestamp:  smp.FsTimestamp.UnixNano(),
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: fsMount},
+			UsedBytes:  u64(smp.FsBytes),
+			InodesUsed: u64(smp.FsInodes),
+		}
+	}
+	if !smp.HasCgroup || c.State != container.Running {
+		return out
+	}
+	ts := smp.Timestamp.UnixNano()
+	cg := &smp.Cgroup
+	out.Cpu = &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: u64(cg.CPUUsageNanos)}
+	if smp.HasNanoCores {
+		out.Cpu.UsageNanoCores = u64(smp.NanoCores)
+	}
+	out.Memory = &runtimeapi.MemoryUsage{
+		Timestamp: ts, WorkingSetBytes: u64(cg.WorkingSet), UsageBytes: u64(cg.MemoryUsage),
+		RssBytes: u64(cg.RSS), PageFaults: u64(cg.PageFaults), MajorPageFaults: u64(cg.MajorPageFaults),
+	}
+	if cg.MemoryLimit > 0 {
+		avail := uint64(0)
+		if cg.MemoryLimit > cg.WorkingSet {
+			avail = cg.MemoryLimit - cg.WorkingSet
+		}
+		out.Memory.AvailableBytes = u64(avail)
+	}
+	if cg.HasSwap {
+		out.Swap = &runtimeapi.SwapUsage{Timestamp: ts, SwapUsageBytes: u64(cg.Swap)}
+	}
+	return out
+}

@@ -1,0 +1,233 @@
+package stats
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+)
+
+// CgroupStats is one reading of a container's cgroup.
+type CgroupStats struct {
+	CPUUsageNanos   uint64 // cumulative CPU time
+	MemoryUsage     uint64 // includes page cache
+	WorkingSet      uint64 // usage minus inactive file cache: what the OOM killer weighs
+	RSS             uint64 // anonymous memory
+	PageFaults      uint64
+	MajorPageFaults uint64
+	MemoryLimit     uint64 // 0: unlimited
+	Swap            uint64
+	HasSwap         bool // the kernel accounts swap for this cgroup
+}
+
+// unlimited is above any real limit: v1 reports "no limit" as a page-aligned
+// int64 maximum.
+const unlimited = uint64(1) << 62
+
+// Hierarchy reads cgroup files under one mount root: /sys/fs/cgroup with
+// either one v1 mount per controller below it or the v2 unified tree.
+type Hierarchy struct {
+	Root string
+	V2   bool
+}
+
+// DetectHierarchy inspects root: a cgroup.controllers file at the top means
+// the unified (v2) hierarchy owns it. A hybrid host (v1 controllers plus a
+// controller-less v2 tree at <root>/unified) reads as v1, which is where
+// its CPU and memory accounting lives.
+func DetectHierarchy(root string) Hierarchy {
+	_, err := os.Stat(filepath.Join(root, "cgroup.controllers"))
+	return Hierarchy{Root: root, V2: err == nil}
+}
+
+// dir resolves a runtime-spec cgroupsPath (a cgroupfs path, or the systemd
+// driver's "slice:prefix:name") to its directory for controller ctrl.
+func (h Hierarchy) dir(cgroupsPath, ctrl string) (string, error) {
+	rel, err := cgroupDir(cgroupsPath)
+	if err != nil {
+		return "", err
+	}
+	if h.V2 {
+		return filepath.Join(h.Root, rel), nil
+	}
+	return filepath.Join(h.Root, ctrl, rel), nil
+}
+
+// cgroupDir turns a cgroupsPath into a path relative to a hierarchy root,
+// expanding systemd's "a-b.slice" into "a.slice/a-b.slice" the way runc does.
+func cgroupDir(p string) (string, error) {
+	if strings.HasPrefix(p, "/") {
+		if strings.Contains(p, "..") {
+			return "", errdefs.InvalidArgument("cgroups path %q escapes the hierarchy", p)
+		}
+		return path.Clean(p), nil
+	}
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 || !strings.HasSuffix(parts[0], ".slice") || parts[2] == "" || strings.ContainsAny(parts[1]+parts[2], "/") {
+		return "", errdefs.InvalidArgument("cgroups path %q is neither absolute nor slice:prefix:name", p)
+	}
+	slice := "/"
+	if parts[0] != "-.slice" {
+		name := strings.TrimSuffix(parts[0], ".slice")
+		prefix := ""
+		for _, comp := range strings.Split(name, "-") {
+			if comp == "" {
+				return "", errdefs.InvalidArgument("cgroups path %q: malformed slice name", p)
+			}
+			prefix += comp
+			slice = path.Join(slice, prefix+".slice")
+			prefix += "-"
+		}
+	}
+	unit := parts[2]
+	if !strings.HasSuffix(unit, ".slice") {
+		if parts[1] != "" {
+			unit = parts[1] + "-" + unit
+		}
+		unit += ".scope"
+	}
+	return path.Join(slice, unit), nil
+}
+
+// Read samples the cgroup at cgroupsPath. A cgroup that does not exist
+// (the container is not running) is ErrNotFound.
+func (h Hierarchy) Read(cgroupsPath string) (CgroupStats, error) {
+	var (
+		s   CgroupStats
+		err error
+	)
+	if h.V2 {
+		err = h.readV2(cgroupsPath, &s)
+	} else {
+		err = h.readV1(cgroupsPath, &s)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, errdefs.NotFound("cgroup %s: %v", cgroupsPath, err)
+	}
+	return s, err
+}
+
+func (h Hierarchy) readV1(p string, s *CgroupStats) error {
+	cpu, err := h.dir(p, "cpuacct")
+	if err != nil {
+		return err
+	}
+	mem, err := h.dir(p, "memory")
+	if err != nil {
+		return err
+	}
+	if s.CPUUsageNanos, err = readUint(filepath.Join(cpu, "cpuacct.usage")); err != nil {
+		return err
+	}
+	if s.MemoryUsage, err = readUint(filepath.Join(mem, "memory.usage_in_bytes")); err != nil {
+		return err
+	}
+	st, err := readKV(filepath.Join(mem, "memory.stat"))
+	if err != nil {
+		return err
+	}
+	// The total_ counters include descendants; the plain ones do not.
+	s.RSS = st["total_rss"]
+	s.PageFaults, s.MajorPageFaults = st["total_pgfault"], st["total_pgmajfault"]
+	s.WorkingSet = sub(s.MemoryUsage, st["total_inactive_file"])
+	if lim := st["hierarchical_memory_limit"]; lim < unlimited {
+		s.MemoryLimit = lim
+	}
+	// memsw exists only when the kernel accounts swap (swapaccount=1).
+	memsw, err := readUint(filepath.Join(mem, "memory.memsw.usage_in_bytes"))
+	switch {
+	case err == nil:
+		s.Swap, s.HasSwap = sub(memsw, s.MemoryUsage), true
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return nil
+}
+
+func (h Hierarchy) readV2(p string, s *CgroupStats) error {
+	dir, err := h.dir(p, "")
+	if err != nil {
+		return err
+	}
+	cpu, err := readKV(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		return err
+	}
+	s.CPUUsageNanos = cpu["usage_usec"] * 1000
+	if s.MemoryUsage, err = readUint(filepath.Join(dir, "memory.current")); err != nil {
+		return err
+	}
+	st, err := readKV(filepath.Join(dir, "memory.stat"))
+	if err != nil {
+		return err
+	}
+	s.RSS = st["anon"]
+	s.PageFaults, s.MajorPageFaults = st["pgfault"], st["pgmajfault"]
+	s.WorkingSet = sub(s.MemoryUsage, st["inactive_file"])
+	lim, err := os.ReadFile(filepath.Join(dir, "memory.max"))
+	if err != nil {
+		return err
+	}
+	if v := strings.TrimSpace(string(lim)); v != "max" {
+		if s.MemoryLimit, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return fmt.Errorf("cgroup %s: memory.max: %w", p, err)
+		}
+	}
+	swap, err := readUint(filepath.Join(dir, "memory.swap.current"))
+	switch {
+	case err == nil:
+		s.Swap, s.HasSwap = swap, true
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return nil
+}
+
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+func readUint(file string) (uint64, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", file, err)
+	}
+	return v, nil
+}
+
+// readKV parses "key value" lines (memory.stat, cpu.stat).
+func readKV(file string) (map[string]uint64, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %s: %w", file, k, err)
+		}
+		out[k] = n
+	}
+	return out, sc.Err()
+}

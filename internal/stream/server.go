@@ -1,0 +1,106 @@
+package stream
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
+)
+
+// Server is the running streaming endpoint.
+type Server struct {
+	lib  streaming.Server
+	http *http.Server
+	lis  net.Listener
+	done chan error
+}
+
+// Listen binds the streaming server per cfg and serves it in the
+// background until Close. The listener is bound here, not in the library's
+// Start, so URLs handed out right away already carry the real port (port 0
+// picks a free one).
+func Listen(cfg config.StreamConfig, rt streaming.Runtime) (*Server, error) {
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, errdefs.InvalidArgument("stream: load TLS key pair: %v", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	lis, err := net.Listen("tcp", net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("stream: listen: %w", err)
+	}
+	base := &url.URL{Scheme: "http", Host: lis.Addr().String()}
+	if tlsCfg != nil {
+		base.Scheme = "https"
+	}
+	sc := streaming.DefaultConfig
+	sc.Addr = lis.Addr().String()
+	sc.BaseURL = base
+	sc.TLSConfig = tlsCfg
+	lib, err := streaming.NewServer(sc, rt)
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("stream: %w", err)
+	}
+	s := &Server{
+		lib:  lib,
+		http: &http.Server{Handler: lib, TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second},
+		lis:  lis,
+		done: make(chan error, 1),
+	}
+	go func() {
+		var err error
+		if tlsCfg != nil {
+			err = s.http.ServeTLS(lis, "", "")
+		} else {
+			err = s.http.Serve(lis)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// The Get methods return a single-use URL for the request. Their errors
+// are gRPC statuses (bad request, too many pending URLs) and pass through.
+
+// GetExec hands out the exec URL.
+func (s *Server) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	return s.lib.GetExec(req)
+}
+
+// GetAttach returns a single-use URL for the attach.
+func (s *Server) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	return s.lib.GetAttach(req)
+}
+
+// GetPortForward returns a single-use URL for the port forward.
+func (s *Server) GetPortForward(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
+	return s.lib.GetPortForward(req)
+}
+
+// Close stops serving and ends open streams.
+func (s *Server) Close() error {
+	err := s.http.Close()
+	if serveErr := <-s.done; serveErr != nil && err == nil {
+		err = serveErr
+	}
+	return err
+}
