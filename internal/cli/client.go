@@ -94,29 +94,42 @@ func (c *client) timeout() (time.Duration, error) {
 	return c.flags.timeout, nil
 }
 
+// connect resolves the endpoint and timeout for one service and dials it with
+// build, so both services share one error path.
+func connect[T any](ctx context.Context, c *client, service string, pick func(endpoints) string,
+	build func(ctx context.Context, endpoint string, timeout time.Duration) (T, error)) (T, error) {
+	var zero T
+	eps, err := c.endpoints()
+	if err != nil {
+		return zero, err
+	}
+	timeout, err := c.timeout()
+	if err != nil {
+		return zero, err
+	}
+	endpoint := pick(eps)
+	c.log.Debug("connecting to the "+service+" service", "endpoint", endpoint, "timeout", timeout)
+	svc, err := build(ctx, endpoint, timeout)
+	if err != nil {
+		return zero, connectError(ctx, endpoint, timeout, service, err)
+	}
+	return svc, nil
+}
+
 // Runtime returns the RuntimeService client, connecting on first use.
 func (c *client) Runtime(ctx context.Context) (internalapi.RuntimeService, error) {
 	if c.runtime != nil {
 		return c.runtime, nil
 	}
-	eps, err := c.endpoints()
-	if err != nil {
-		return nil, err
-	}
-	timeout, err := c.timeout()
-	if err != nil {
-		return nil, err
-	}
-	c.log.Debug("connecting to the runtime service", "endpoint", eps.runtime, "timeout", timeout)
 	// A nil tracer provider leaves out the OpenTelemetry handler: a
 	// short-lived CLI exports no traces.
-	svc, err := remote.NewRemoteRuntimeServiceBuilder().
-		WithEndpoint(eps.runtime).
-		WithConnectionTimeout(timeout).
-		WithTracerProvider(nil).
-		Build(ctx)
+	svc, err := connect(ctx, c, "runtime", func(e endpoints) string { return e.runtime },
+		func(ctx context.Context, ep string, timeout time.Duration) (internalapi.RuntimeService, error) {
+			return remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(ep).WithConnectionTimeout(timeout).
+				WithTracerProvider(nil).Build(ctx)
+		})
 	if err != nil {
-		return nil, connectError(ctx, eps.runtime, timeout, "runtime", err)
+		return nil, err
 	}
 	c.runtime = svc
 	return svc, nil
@@ -127,22 +140,13 @@ func (c *client) Image(ctx context.Context) (internalapi.ImageManagerService, er
 	if c.image != nil {
 		return c.image, nil
 	}
-	eps, err := c.endpoints()
+	svc, err := connect(ctx, c, "image", func(e endpoints) string { return e.image },
+		func(ctx context.Context, ep string, timeout time.Duration) (internalapi.ImageManagerService, error) {
+			return remote.NewRemoteImageServiceBuilder().WithEndpoint(ep).WithConnectionTimeout(timeout).
+				WithTracerProvider(nil).Build(ctx)
+		})
 	if err != nil {
 		return nil, err
-	}
-	timeout, err := c.timeout()
-	if err != nil {
-		return nil, err
-	}
-	c.log.Debug("connecting to the image service", "endpoint", eps.image, "timeout", timeout)
-	svc, err := remote.NewRemoteImageServiceBuilder().
-		WithEndpoint(eps.image).
-		WithConnectionTimeout(timeout).
-		WithTracerProvider(nil).
-		Build(ctx)
-	if err != nil {
-		return nil, connectError(ctx, eps.image, timeout, "image", err)
 	}
 	c.image = svc
 	return svc, nil

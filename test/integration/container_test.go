@@ -54,20 +54,8 @@ func TestContainerLifecycleThroughCRI(t *testing.T) {
 	configDigest, _ := img.ConfigName()
 	manifestDigest, _ := img.Digest()
 
-	d := newDaemonFiles(t, daemonOpts{})
-	withTestNetwork(t, d)
-	d.start()
+	d, pod, podID, logDir := podWithImage(t, "ctr", imageName)
 	ctx := context.Background()
-	if _, err := d.Images.PullImage(ctx, spec(imageName), nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	logDir := filepath.Join(d.dir, "logs")
-	pod := podConfig("ctr", runtimeapi.NamespaceMode_CONTAINER)
-	pod.LogDirectory = logDir
-	podID, err := d.Runtime.RunPodSandbox(ctx, pod, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	podStatus, _ := d.Runtime.PodSandboxStatus(ctx, podID, false)
 	podIP := podStatus.GetStatus().GetNetwork().GetIp()
 

@@ -250,3 +250,24 @@ esac
 		t.Errorf("pod records left: %d", len(entries))
 	}
 }
+
+// podWithImage starts a daemon with the test network, pulls imageName and
+// runs a pod named name that logs under the returned directory.
+func podWithImage(t *testing.T, name, imageName string) (d *daemon, pod *runtimeapi.PodSandboxConfig, podID, logDir string) {
+	t.Helper()
+	d = newDaemonFiles(t, daemonOpts{})
+	withTestNetwork(t, d)
+	d.start()
+	ctx := context.Background()
+	if _, err := d.Images.PullImage(ctx, spec(imageName), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	logDir = filepath.Join(d.dir, "logs")
+	pod = podConfig(name, runtimeapi.NamespaceMode_CONTAINER)
+	pod.LogDirectory = logDir
+	podID, err := d.Runtime.RunPodSandbox(ctx, pod, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, pod, podID, logDir
+}

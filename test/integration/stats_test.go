@@ -23,20 +23,8 @@ func TestContainerStatsThroughCRI(t *testing.T) {
 	}
 	imageName := reg.Ref("it/stats:1")
 
-	d := newDaemonFiles(t, daemonOpts{})
-	withTestNetwork(t, d)
-	d.start()
+	d, pod, podID, logDir := podWithImage(t, "stats", imageName)
 	ctx := context.Background()
-	if _, err := d.Images.PullImage(ctx, spec(imageName), nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	logDir := filepath.Join(d.dir, "logs")
-	pod := podConfig("stats", runtimeapi.NamespaceMode_CONTAINER)
-	pod.LogDirectory = logDir
-	podID, err := d.Runtime.RunPodSandbox(ctx, pod, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		_ = d.Runtime.StopPodSandbox(ctx, podID)
 		_ = d.Runtime.RemovePodSandbox(ctx, podID)
@@ -77,6 +65,7 @@ func TestContainerStatsThroughCRI(t *testing.T) {
 	// CPU and memory: polled, since answers come from a cache refreshed in
 	// the background.
 	var st *runtimeapi.ContainerStats
+	var err error
 	eventually(t, 30*time.Second, "memory working set > 10 MiB and a CPU rate", func() bool {
 		if st, err = d.Runtime.ContainerStats(ctx, memID); err != nil {
 			t.Fatal(err)

@@ -120,18 +120,8 @@ func TestExecAttachPortForwardThroughCRI(t *testing.T) {
 	}
 	imageName := reg.Ref("it/stream:1")
 
-	d := newDaemonFiles(t, daemonOpts{})
-	withTestNetwork(t, d)
-	d.start()
+	d, pod, podID, _ := podWithImage(t, "stream", imageName)
 	ctx := context.Background()
-	if _, err := d.Images.PullImage(ctx, spec(imageName), nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	pod := podConfig("stream", runtimeapi.NamespaceMode_CONTAINER)
-	podID, err := d.Runtime.RunPodSandbox(ctx, pod, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		_ = d.Runtime.StopPodSandbox(ctx, podID)
 		_ = d.Runtime.RemovePodSandbox(ctx, podID)
