@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -89,7 +92,7 @@ func runPull(cmd *cobra.Command, image string, f *pullFlags) error {
 		sp.Stop()
 	}
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
+		if f.timeout > 0 && pullTimedOut(ctx, err) {
 			return errdefs.New(errdefs.ErrDeadlineExceeded, "pull %s: not done after --pull-timeout %s", image, f.timeout)
 		}
 		return fmt.Errorf("pull %s: %w", image, rpcError(err))
@@ -112,4 +115,16 @@ func parseKeyValues(flag string, kvs []string) (map[string]string, error) {
 		m[k] = v
 	}
 	return m, nil
+}
+
+// pullTimedOut tells whether err is --pull-timeout running out. The runtime
+// gets the deadline too and may report DeadlineExceeded a moment before the
+// client's own context expires, so a DeadlineExceeded status that arrives
+// at the deadline counts as well.
+func pullTimedOut(ctx context.Context, err error) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && status.Code(err) == codes.DeadlineExceeded && time.Until(deadline) < 100*time.Millisecond
 }
