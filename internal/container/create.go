@@ -131,7 +131,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 		return "", fmt.Errorf("create container: %w", err)
 	}
 	// The intent record: from here on, New undoes what a crash leaves.
-	if err := save(m.dir(id), &c.rec); err != nil {
+	if err := note(m.dir(id), &c.rec); err != nil {
 		os.RemoveAll(m.dir(id))
 		return "", err
 	}

@@ -134,7 +134,15 @@ func (c *ctr) state() State {
 const recordName = "record.json"
 
 // save writes rec atomically and durably into dir.
-func save(dir string, rec *record) error {
+func save(dir string, rec *record) error { return write(dir, rec, true) }
+
+// note writes rec atomically but skips the fsyncs: for the intent record,
+// which guards only what a reboot undoes (the rootfs mount) or what recovery
+// finds without it (a container directory with no readable record is an
+// orphan and removed). The Created save follows and is durable.
+func note(dir string, rec *record) error { return write(dir, rec, false) }
+
+func write(dir string, rec *record, durable bool) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("container %s: encode record: %w", rec.ID, err)
@@ -145,7 +153,7 @@ func save(dir string, rec *record) error {
 		return fmt.Errorf("container %s: write record: %w", rec.ID, err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -154,7 +162,7 @@ func save(dir string, rec *record) error {
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, recordName))
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = syncDir(dir)
 	}
 	if err != nil {

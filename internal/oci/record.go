@@ -79,10 +79,10 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	tmp := f.Name()
+	// No fsync: the monitor record lives under the state dir, which a
+	// reboot wipes together with the processes it describes; rename alone
+	// keeps it whole across a daemon crash.
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -66,7 +66,8 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	if err := m.hook(stepRecord); err != nil {
 		return err
 	}
-	if err := m.save(p); err != nil {
+	// Until the network step, every side effect lives under the state dir.
+	if err := m.note(p); err != nil {
 		return err
 	}
 	v := p.view.Load()
@@ -128,7 +129,7 @@ func (m *Manager) setHostname(_ context.Context, p *pod, v *Sandbox) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(v.Hostname, []byte(name+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(v.Hostname, []byte(name+"\n"), 0o644, false); err != nil {
 		return fmt.Errorf("pod hostname file: %w", err)
 	}
 	return nil
@@ -137,7 +138,7 @@ func (m *Manager) setHostname(_ context.Context, p *pod, v *Sandbox) error {
 func (m *Manager) writeResolvConf(_ context.Context, p *pod, v *Sandbox) error {
 	var err error
 	if b := resolvConf(p.cfg.GetDnsConfig()); b != nil {
-		err = writeFileAtomic(v.ResolvConf, b, 0o644)
+		err = writeFileAtomic(v.ResolvConf, b, 0o644, false)
 	} else {
 		err = copyFile(m.cfg.HostResolvConf, v.ResolvConf)
 	}
@@ -183,7 +184,7 @@ func (m *Manager) attachNetwork(ctx context.Context, p *pod, v *Sandbox) error {
 		return err
 	}
 	p.rec.Network = res
-	return m.save(p)
+	return m.note(p) // the Ready save follows
 }
 
 func (m *Manager) writeHosts(_ context.Context, p *pod, v *Sandbox) error {
@@ -191,7 +192,7 @@ func (m *Manager) writeHosts(_ context.Context, p *pod, v *Sandbox) error {
 	if v.NetNS != "" {
 		var name string
 		if name, err = hostname(p, v); err == nil {
-			err = writeFileAtomic(v.Hosts, hostsFile(name, p.rec.Network.PodIPs()), 0o644)
+			err = writeFileAtomic(v.Hosts, hostsFile(name, p.rec.Network.PodIPs()), 0o644, false)
 		}
 	} else {
 		err = copyFile(m.cfg.HostHosts, v.Hosts)
@@ -207,7 +208,7 @@ func (m *Manager) runInit(ctx context.Context, p *pod, v *Sandbox) error {
 		return nil
 	}
 	p.rec.InitStarted = true
-	if err := m.save(p); err != nil {
+	if err := m.note(p); err != nil {
 		return err
 	}
 	pid, err := m.startInit(ctx, p, v)
@@ -215,5 +216,5 @@ func (m *Manager) runInit(ctx context.Context, p *pod, v *Sandbox) error {
 		return err
 	}
 	p.rec.InitPID = pid
-	return m.save(p)
+	return m.note(p) // the Ready save follows
 }

@@ -51,7 +51,7 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("pod init spec: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), b, 0o600, false); err != nil {
 		return 0, fmt.Errorf("pod init bundle: %w", err)
 	}
 	pid, err := m.cfg.Init.Start(ctx, p.id, bundle, s)

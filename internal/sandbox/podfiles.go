@@ -55,7 +55,7 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("read host file: %w", err)
 	}
-	return writeFileAtomic(dst, b, 0o644)
+	return writeFileAtomic(dst, b, 0o644, false)
 }
 
 // mountShm mounts the pod's /dev/shm tmpfs; size is in bytes.

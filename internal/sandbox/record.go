@@ -97,12 +97,22 @@ func (m *Manager) recordPath(id string) string { return filepath.Join(m.recDir, 
 
 // save writes p's record durably and publishes the new view. Callers hold
 // p.mu.
-func (m *Manager) save(p *pod) error {
+func (m *Manager) save(p *pod) error { return m.write(p, true) }
+
+// note is save without the fsyncs, for records that guard only side effects
+// a reboot undoes by itself (mounts, namespace pins, processes under the
+// state dir): a daemon crash keeps the page cache, so the record is there
+// for recovery, and after a power loss there is nothing left to undo. The
+// next save makes the record durable. An fsync costs milliseconds, which
+// adds up on the pod start path.
+func (m *Manager) note(p *pod) error { return m.write(p, false) }
+
+func (m *Manager) write(p *pod, durable bool) error {
 	b, err := json.Marshal(&p.rec)
 	if err != nil {
 		return fmt.Errorf("encode pod record %s: %w", p.id, err)
 	}
-	if err := writeFileAtomic(m.recordPath(p.id), b, 0o600); err != nil {
+	if err := writeFileAtomic(m.recordPath(p.id), b, 0o600, durable); err != nil {
 		return fmt.Errorf("save pod record %s: %w", p.id, err)
 	}
 	m.publish(p)
@@ -159,10 +169,12 @@ func loadRecord(path string) (*pod, error) {
 	return &pod{id: r.ID, name: r.Name, digest: r.Digest, cfg: cfg, rec: r, done: done}, nil
 }
 
-// writeFileAtomic replaces path with data: write a temporary file beside it,
-// fsync, rename, fsync the directory. Readers and crashes see the old or the
-// new content, never a mix.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// writeFileAtomic replaces path with data: write a temporary file beside it
+// and rename it over path, so readers and crashes see the old or the new
+// content, never a mix. durable adds the fsyncs (file, then directory) that
+// make the new content survive a power loss too; files under the state dir,
+// which a reboot wipes, do without.
+func writeFileAtomic(path string, data []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -173,7 +185,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if werr == nil {
 		werr = f.Chmod(perm)
 	}
-	if werr == nil {
+	if werr == nil && durable {
 		werr = f.Sync()
 	}
 	if err := errors.Join(werr, f.Close()); err != nil {
@@ -183,6 +195,9 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }
