@@ -60,7 +60,7 @@ type StreamConfig struct {
 	TLSCert string `toml:"tls_cert" comment:"PEM certificate; empty = plain HTTP"`
 	TLSKey  string `toml:"tls_key" comment:"PEM key for tls_cert"`
 	// URLTTL is how long an exec/attach/port-forward URL stays valid.
-	URLTTL Duration `toml:"url_ttl" comment:"how long a streaming URL stays valid"`
+	URLTTL Duration `toml:"url_ttl" comment:"how long a streaming URL stays valid (at most 1m)"`
 }
 
 // RuntimeConfig configures OCI runtimes (RuntimeClass handlers).

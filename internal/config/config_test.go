@@ -102,6 +102,8 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"handler without path", "[runtime.handlers.gvisor]\ntype = \"oci\"\n", []string{"runtime.handlers.gvisor.path"}},
 		{"tiny shm", "[runtime]\npod_shm_size = 4096\n", []string{"runtime.pod_shm_size"}},
 		{"bad stream address", "[stream]\naddress = \"localhost:1\"\n", []string{"stream.address"}},
+		{"url_ttl beyond the library's minute", "[stream]\nurl_ttl = \"2m\"\n", []string{"stream.url_ttl", "at most 1m"}},
+		{"zero url_ttl", "[stream]\nurl_ttl = \"0s\"\n", []string{"stream.url_ttl", "positive"}},
 		{"syntax", "root = \n", []string{"cradle.toml:1"}},
 	}
 	for _, tc := range cases {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // validate checks every value and names the key and the file that set it.
@@ -54,8 +55,10 @@ func (l *Loaded) validate() error {
 	if (c.Stream.TLSCert == "") != (c.Stream.TLSKey == "") {
 		bad("stream.tls_cert", "tls_cert and tls_key must be set together")
 	}
-	if c.Stream.URLTTL.Std() <= 0 {
-		bad("stream.url_ttl", "must be positive")
+	// k8s.io/cri-streaming drops a URL's request after one minute
+	// (stream.LibraryURLTTL; config cannot import stream).
+	if ttl := c.Stream.URLTTL.Std(); ttl <= 0 || ttl > time.Minute {
+		bad("stream.url_ttl", "must be positive and at most 1m (the streaming library forgets a URL after a minute), got %s", ttl)
 	}
 	switch c.Runtime.CgroupDriver {
 	case "cgroupfs", "systemd":

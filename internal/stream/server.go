@@ -18,10 +18,11 @@ import (
 
 // Server is the running streaming endpoint.
 type Server struct {
-	lib  streaming.Server
-	http *http.Server
-	lis  net.Listener
-	done chan error
+	lib    streaming.Server
+	expiry *expiry
+	http   *http.Server
+	lis    net.Listener
+	done   chan error
 }
 
 // Listen binds the streaming server per cfg and serves it in the
@@ -54,11 +55,13 @@ func Listen(cfg config.StreamConfig, rt streaming.Runtime) (*Server, error) {
 		lis.Close()
 		return nil, fmt.Errorf("stream: %w", err)
 	}
+	exp := newExpiry(cfg.URLTTL.Std())
 	s := &Server{
-		lib:  lib,
-		http: &http.Server{Handler: lib, TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second},
-		lis:  lis,
-		done: make(chan error, 1),
+		lib:    lib,
+		expiry: exp,
+		http:   &http.Server{Handler: exp.wrap(lib), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second},
+		lis:    lis,
+		done:   make(chan error, 1),
 	}
 	go func() {
 		var err error
@@ -78,22 +81,35 @@ func Listen(cfg config.StreamConfig, rt streaming.Runtime) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 
-// The Get methods return a single-use URL for the request. Their errors
-// are gRPC statuses (bad request, too many pending URLs) and pass through.
+// The Get methods return a single-use URL for the request that expires
+// after stream.url_ttl. Their errors are gRPC statuses (bad request, too
+// many pending URLs) and pass through.
 
 // GetExec hands out the exec URL.
 func (s *Server) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return s.lib.GetExec(req)
+	resp, err := s.lib.GetExec(req)
+	if err == nil {
+		s.expiry.issued(resp.GetUrl())
+	}
+	return resp, err
 }
 
 // GetAttach returns a single-use URL for the attach.
 func (s *Server) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return s.lib.GetAttach(req)
+	resp, err := s.lib.GetAttach(req)
+	if err == nil {
+		s.expiry.issued(resp.GetUrl())
+	}
+	return resp, err
 }
 
 // GetPortForward returns a single-use URL for the port forward.
 func (s *Server) GetPortForward(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return s.lib.GetPortForward(req)
+	resp, err := s.lib.GetPortForward(req)
+	if err == nil {
+		s.expiry.issued(resp.GetUrl())
+	}
+	return resp, err
 }
 
 // Close stops serving and ends open streams.
