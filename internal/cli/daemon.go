@@ -46,6 +46,9 @@ func newDaemonCommand() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg.LogLevel)
+			// Packages that log through slog's default (sandbox recovery,
+			// libraries) then honour log_level and the daemon's format.
+			slog.SetDefault(log)
 			ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 			defer stop()
 			return daemon.Run(ctx, cfg, log, nil)
