@@ -370,8 +370,7 @@ func TestExec(t *testing.T) {
 	}
 
 	n := len(requests(f, &f.rt.execs))
-	mustFail(t, runCLI(t, ep, "exec", "-it", ctrA, "sh"), "interactive exec (-i, -t, --sync=false) is not supported yet")
-	mustFail(t, runCLI(t, ep, "exec", "--sync=false", ctrA, "sh"), "not supported yet")
+	mustFail(t, runCLI(t, ep, "exec", "-it", ctrA, "sh"), "stdin is not a terminal")
 	mustFail(t, runCLI(t, ep, "exec", "nope", "sh"), `Error: no such container "nope"`+"\n")
 	mustFail(t, runCLI(t, ep, "exec", ctrA), "needs a CONTAINER and a COMMAND")
 	if got := len(requests(f, &f.rt.execs)); got != n {

@@ -43,6 +43,8 @@ type fakeCRI struct {
 
 	// The pod and container side: see fakeruntime_test.go.
 	rt fakeRuntimeState
+	// Streaming, stats and events: see fakestream_test.go.
+	st fakeStreamState
 }
 
 // serveFake starts f on a unix socket in a temp dir and returns its endpoint.

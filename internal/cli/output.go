@@ -107,17 +107,9 @@ func writeJSON(w io.Writer, raw json.RawMessage, format, tmpl string) error {
 // executeTemplate runs a user's Go template over a JSON document, with the
 // JSON field names as keys ({{.status.id}}) and a json function for subtrees.
 func executeTemplate(w io.Writer, tmpl string, raw json.RawMessage) error {
-	if tmpl == "" {
-		return errdefs.InvalidArgument("--template is required with -o go-template")
-	}
-	t, err := template.New("output").Option("missingkey=error").Funcs(template.FuncMap{
-		"json": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			return string(b), err
-		},
-	}).Parse(tmpl)
+	t, err := parseTemplate(tmpl)
 	if err != nil {
-		return errdefs.InvalidArgument("parse template: %v", err)
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // keep integers exact; float64 would round large sizes
@@ -134,6 +126,24 @@ func executeTemplate(w io.Writer, tmpl string, raw json.RawMessage) error {
 	}
 	_, err = w.Write(buf.Bytes())
 	return err
+}
+
+// parseTemplate compiles a user's --template, so verbs that print many
+// documents can refuse a bad one before any call.
+func parseTemplate(tmpl string) (*template.Template, error) {
+	if tmpl == "" {
+		return nil, errdefs.InvalidArgument("--template is required with -o go-template")
+	}
+	t, err := template.New("output").Option("missingkey=error").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+	}).Parse(tmpl)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("parse template: %v", err)
+	}
+	return t, nil
 }
 
 // jsonToYAML converts a JSON document to block-style YAML, keeping the key

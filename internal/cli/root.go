@@ -167,9 +167,14 @@ See 'cradle --help'.
 		newPsCommand(),
 		newInspectCommand(),
 		newExecCommand(),
+		newAttachCommand(),
+		newPortForwardCommand(),
 		newLogsCommand(),
 		newStopCommand(),
 		newRemoveCommand(),
+		newStatsCommand(),
+		newStatsPodCommand(),
+		newEventsCommand(),
 	)
 	return root
 }
