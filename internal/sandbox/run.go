@@ -130,6 +130,7 @@ func (m *Manager) podNet(p *pod, withPorts bool) cni.PodNet {
 	if d := p.cfg.GetDnsConfig(); d != nil {
 		pn.DNS = &cni.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
 	}
+	pn.Bandwidth, _ = bandwidthOf(p.cfg) // validated before Run
 	return pn
 }
 

@@ -36,6 +36,9 @@ func validate(cfg *runtimeapi.PodSandboxConfig) error {
 	if err := validateNamespaces(cfg); err != nil {
 		return err
 	}
+	if _, err := bandwidthOf(cfg); err != nil {
+		return err
+	}
 	hostNet := isHost(cfg, netMode)
 	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || strings.ContainsAny(h, "\x00\n \t")) {
 		return errdefs.InvalidArgument("pod hostname %q must be 1 to 64 bytes without whitespace or NUL", h)
