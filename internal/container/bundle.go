@@ -37,8 +37,9 @@ func (m *Manager) buildSpec(c *ctr, req *request, img image.Image) (*specs.Spec,
 		ID:                 c.rec.ID, SandboxID: req.sb.ID, Config: req.cfg, Sandbox: pod,
 		ImageName: c.rec.ImageName, Image: img.Config.Config,
 		RootfsPath: m.rootfs(c.rec.ID),
-		Namespaces: req.sb.Namespaces, Files: req.sb.Files,
-		Node: m.cfg.Node,
+		Namespaces: req.sb.Namespaces, Files: req.sb.Files, ImageMounts: req.imageMounts,
+		Handler: c.rec.Handler,
+		Node:    m.cfg.Node,
 	})
 }
 

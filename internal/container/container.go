@@ -70,6 +70,9 @@ type Config struct {
 	Node           *spec.Node
 	Sandboxes      Sandboxes
 	Log            *slog.Logger
+	// Events, if set, hears of every lifecycle change once it is recorded:
+	// see events.go.
+	Events EventFunc
 }
 
 // Manager owns every container of the daemon. Its methods are safe for

@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
@@ -103,6 +104,8 @@ type request struct {
 	name string
 	hash string
 	data []byte
+	// imageMounts are the host sources of the image volumes, once mounted.
+	imageMounts map[string]string
 }
 
 // create runs the steps; on failure it undoes what it did.
@@ -118,11 +121,15 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if !ok {
 		return "", errdefs.NotFound("image %q not found: pull it first", req.cfg.GetImage().GetImage())
 	}
+	vols, err := m.resolveImageVolumes(req.cfg)
+	if err != nil {
+		return "", err
+	}
 	id = newID()
 	c := &ctr{cfg: req.cfg, rec: record{
 		ID: id, SandboxID: req.sb.ID, Name: req.name, Handler: req.sb.RuntimeHandler, State: Creating,
 		Config: req.data, ConfigHash: req.hash,
-		ImageID: img.ID, ImageName: imageName(img, req.cfg), ChainIDs: img.ChainIDs,
+		ImageID: img.ID, ImageName: imageName(img, req.cfg), ChainIDs: img.ChainIDs, ImageVolumes: vols,
 		StopSignal: img.Config.Config.StopSignal,
 		LogPath:    logPath(req.pod, req.cfg),
 		CreatedAt:  time.Now(),
@@ -155,7 +162,16 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err := m.step("rootfs"); err != nil {
 		return id, err
 	}
+	if err := noteUserns(m.dir(id), req.sb.Namespaces.User, req.sb.Config); err != nil {
+		return id, err
+	}
 	if err := mountRootfs(m.dir(id), m.rootfs(id), m.lowerDirs(c.rec.ChainIDs)); err != nil {
+		return id, err
+	}
+	if err := m.step("imagevolumes"); err != nil {
+		return id, err
+	}
+	if req.imageMounts, err = m.mountImageVolumes(c); err != nil {
 		return id, err
 	}
 	if err := m.step("spec"); err != nil {
@@ -163,6 +179,9 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	}
 	s, err := m.buildSpec(c, req, img)
 	if err != nil {
+		return id, err
+	}
+	if err := m.idmapMounts(id, s); err != nil {
 		return id, err
 	}
 	c.rec.User = userOf(s.Process)
@@ -185,6 +204,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	}); err != nil {
 		return id, err
 	}
+	m.releaseIdmapMounts(id)
 	if err := m.step("record"); err != nil {
 		return id, err
 	}
@@ -195,6 +215,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	m.emit(events.Created, c)
 	return id, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
@@ -47,6 +48,8 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}); err != nil {
 		m.log.Warn("record start", "id", id, "err", err)
 	}
+	// Before the watcher exists, so STARTED always precedes STOPPED.
+	m.emit(events.Started, c)
 	m.watch(rt, c)
 	return nil
 }
@@ -94,10 +97,12 @@ func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
 	if exit.FinishedAt.IsZero() {
 		exit.FinishedAt = time.Now()
 	}
+	changed := false
 	err := m.update(c, func(r *record) {
 		if r.State == Exited || r.State == Removing {
 			return
 		}
+		changed = true
 		if r.StartedAt.IsZero() {
 			r.StartedAt = exit.FinishedAt
 		}
@@ -111,6 +116,10 @@ func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
 	})
 	if err != nil {
 		m.log.Warn("record exit", "id", c.rec.ID, "err", err)
+	}
+	if changed {
+		// Before waking Stop and Remove, so STOPPED precedes DELETED.
+		m.emit(events.Stopped, c)
 	}
 	c.mu.Lock()
 	if c.exited == nil {
@@ -220,5 +229,6 @@ func (m *Manager) finishRemove(c *ctr) error {
 	delete(m.containers, c.rec.ID)
 	m.mu.Unlock()
 	m.releaseName(nameKey(c.rec.SandboxID, c.rec.Name), c.rec.ID)
+	m.emit(events.Deleted, c)
 	return nil
 }

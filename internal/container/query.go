@@ -27,21 +27,32 @@ type Container struct {
 	Reason     string // Completed, Error or OOMKilled once exited
 	Message    string
 
+	// StopSignal is what StopContainer sends: the config's, else the
+	// image's STOPSIGNAL, else SIGTERM.
+	StopSignal runtimeapi.Signal
+
 	ImageRef  string // the image ID
 	ImageName string
 	LogPath   string // "" when the pod or the config names no log
 	User      User
+	// Resources are those in force: the last update's, else the config's.
+	Resources *runtimeapi.LinuxContainerResources
+
+	imageVolumes []imageVolume
 }
 
 func (c *ctr) view() Container {
 	c.mu.Lock()
 	r := c.rec
+	res := c.resourcesLocked()
 	c.mu.Unlock()
 	return Container{
 		ID: r.ID, SandboxID: r.SandboxID, Name: r.Name, Handler: r.Handler, Config: c.cfg,
 		State: r.State, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		ExitCode: r.ExitCode, Reason: r.Reason, Message: r.Message,
 		ImageRef: r.ImageID.String(), ImageName: r.ImageName, LogPath: r.LogPath, User: r.User,
+		StopSignal: reportedStopSignal(c.cfg.GetStopSignal(), r.StopSignal),
+		Resources:  res, imageVolumes: r.ImageVolumes,
 	}
 }
 
@@ -138,13 +149,13 @@ func (c Container) CRIStatus() *runtimeapi.ContainerStatus {
 		ExitCode: c.ExitCode, Reason: c.Reason, Message: c.Message,
 		Image: c.imageSpec(), ImageRef: c.ImageRef, ImageId: c.ImageRef,
 		Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-		Mounts: c.Config.GetMounts(), LogPath: c.LogPath,
+		Mounts: c.criMounts(), LogPath: c.LogPath,
 		User: &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
 			Uid: c.User.UID, Gid: c.User.GID, SupplementalGroups: c.User.SupplementalGroups,
 		}},
-		StopSignal: c.Config.GetStopSignal(),
+		StopSignal: c.StopSignal,
 	}
-	if r := c.Config.GetLinux().GetResources(); r != nil {
+	if r := c.Resources; r != nil {
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}
 	}
 	return st

@@ -80,6 +80,9 @@ type record struct {
 	// field, and its hash tells kubelet's identical retry from a conflict.
 	Config     []byte `json:"config"`
 	ConfigHash string `json:"configHash"`
+	// Resources are the CRI LinuxContainerResources in force after an
+	// UpdateContainerResources, protobuf-encoded; nil: the config's.
+	Resources []byte `json:"resources,omitempty"`
 
 	ImageID    digest.Digest   `json:"imageID"`
 	ImageName  string          `json:"imageName"` // the reference as resolved (first repo tag)
@@ -87,6 +90,9 @@ type record struct {
 	StopSignal string          `json:"stopSignal,omitempty"` // from the image config
 	LogPath    string          `json:"logPath,omitempty"`
 	User       User            `json:"user"`
+
+	// ImageVolumes are the CRI mounts of images (imagevolume.go).
+	ImageVolumes []imageVolume `json:"imageVolumes,omitempty"`
 
 	CreatedAt  time.Time `json:"createdAt"`
 	StartedAt  time.Time `json:"startedAt,omitzero"`
@@ -113,10 +119,13 @@ type ctr struct {
 	saving sync.Mutex
 	mu     sync.Mutex // guards rec and exited
 	rec    record
-	cfg    *runtimeapi.ContainerConfig // decoded rec.Config, read-only
-	exited chan struct{}               // closed once the exit is recorded; nil before start
+	cfg    *runtimeapi.ContainerConfig         // decoded rec.Config, read-only
+	exited chan struct{}                       // closed once the exit is recorded; nil before start
+	res    *runtimeapi.LinuxContainerResources // decoded rec.Resources, read-only; see resourcesLocked
 	// layers says this process holds references on rec.ChainIDs.
 	layers bool
+	// volLayers: the same for the layers of rec.ImageVolumes.
+	volLayers bool
 }
 
 func (c *ctr) snapshot() record {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
@@ -45,6 +46,8 @@ func (m *Manager) recover() error {
 			rt, _ := m.runtime(rec.Handler)
 			if err := m.undo(rt, c); err != nil {
 				m.log.Warn("undo interrupted container create or remove", "id", id, "state", rec.State, "err", err)
+			} else if rec.State == Removing {
+				m.emit(events.Deleted, c) // a Remove the crash cut off
 			}
 			continue
 		}
@@ -86,6 +89,9 @@ func (m *Manager) restore(c *ctr) {
 		// Its mount still pins the files; only a new mount is impossible.
 		m.log.Warn("container's image layers are gone", "id", id, "err", err)
 	}
+	if err := m.acquireImageVolumes(c); err != nil {
+		m.log.Warn("container's image volume layers are gone", "id", id, "err", err)
+	}
 	m.mu.Lock()
 	m.containers[id] = c
 	m.names[nameKey(c.rec.SandboxID, c.rec.Name)] = doneReservation(c.rec.ConfigHash, id)
@@ -110,6 +116,9 @@ func (m *Manager) restore(c *ctr) {
 	}
 	if err := m.ensureRootfs(c); err != nil {
 		m.log.Warn("remount container rootfs", "id", id, "err", err)
+	}
+	if _, err := m.mountImageVolumes(c); err != nil {
+		m.log.Warn("remount container image volumes", "id", id, "err", err)
 	}
 	c.exited = make(chan struct{})
 	if c.rec.State == Created {

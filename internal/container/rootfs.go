@@ -32,6 +32,10 @@ func mountRootfs(dir, target string, lowers []string) error {
 	if len(lowers) == 0 {
 		return errdefs.InvalidArgument("image has no layers")
 	}
+	ns, err := readUsernsNote(dir)
+	if err != nil {
+		return err
+	}
 	links := filepath.Join(dir, "l")
 	for _, d := range []string{links, filepath.Join(dir, "work"), target} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -58,6 +62,9 @@ func mountRootfs(dir, target string, lowers []string) error {
 			}
 		}
 		rel[len(lowers)-1-i] = "l/" + name
+	}
+	if ns != nil {
+		return mountRootfsIdmapped(dir, target, lowers, ns)
 	}
 	data := "lowerdir=" + strings.Join(rel, ":") + ",upperdir=upper,workdir=work"
 	if len(data) >= maxMountData {
@@ -103,6 +110,9 @@ func isMounted(dir string) (bool, error) {
 // unmountRootfs unmounts target; nothing mounted is success. A busy mount
 // (someone holds a file in it) is detached: it goes away with its last user.
 func unmountRootfs(target string) error {
+	if err := unmountStaging(stagingDir(target)); err != nil {
+		return err
+	}
 	for range 8 { // stacked mounts from an earlier retry, at most a few
 		mounted, err := isMounted(target)
 		if err != nil || !mounted {

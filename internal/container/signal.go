@@ -82,3 +82,37 @@ func stopSignal(cri runtimeapi.Signal, image string) (syscall.Signal, error) {
 	// An image with a bad STOPSIGNAL must still be stoppable.
 	return unix.SIGTERM, nil
 }
+
+// reportedStopSignal is the signal StopContainer sends, in CRI form, for
+// ContainerStatus.stop_signal: kubelet shows what will really be sent, also
+// when it comes from the image's STOPSIGNAL or the SIGTERM default.
+func reportedStopSignal(cri runtimeapi.Signal, image string) runtimeapi.Signal {
+	sig, err := stopSignal(cri, image)
+	if err != nil {
+		// Create refused such configs; an old record keeps its own value.
+		return cri
+	}
+	return criSignal(sig)
+}
+
+// criSignal names a signal the CRI way: SIGTERM → Signal_SIGTERM, the
+// real-time ones as SIGRTMIN, SIGRTMINPLUSn, SIGRTMAXMINUSn, SIGRTMAX.
+func criSignal(sig syscall.Signal) runtimeapi.Signal {
+	var name string
+	switch {
+	case sig == sigRTMin:
+		name = "SIGRTMIN"
+	case sig == sigRTMax:
+		name = "SIGRTMAX"
+	case sig > sigRTMin && sig <= (sigRTMin+sigRTMax)/2:
+		name = "SIGRTMINPLUS" + strconv.Itoa(int(sig-sigRTMin))
+	case sig > sigRTMin && sig < sigRTMax:
+		name = "SIGRTMAXMINUS" + strconv.Itoa(int(sigRTMax-sig))
+	default:
+		name = unix.SignalName(sig)
+	}
+	if v, ok := runtimeapi.Signal_value["SIGNAL_"+name]; ok {
+		return runtimeapi.Signal(v)
+	}
+	return runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT
+}

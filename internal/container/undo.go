@@ -25,7 +25,11 @@ func (m *Manager) undo(rt *oci.Runtime, c *ctr) error {
 	if err := unmountRootfs(m.rootfs(id)); err != nil {
 		return err
 	}
+	if err := unmountImageVolumes(m.bundle(id)); err != nil {
+		return err
+	}
 	m.release(c)
+	m.releaseImageVolumes(c)
 	if err := os.RemoveAll(m.bundle(id)); err != nil {
 		return err
 	}

@@ -20,6 +20,9 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	if ref == "" {
 		return nil, errdefs.InvalidArgument("PullImage: image reference is empty")
 	}
+	if err := s.checkImageHandler("PullImage", req.GetImage()); err != nil {
+		return nil, err
+	}
 	img, err := s.images.Pull(ctx, ref, authFromCRI(req.GetAuth()), nil)
 	if err != nil {
 		return nil, err
@@ -43,13 +46,16 @@ func authFromCRI(a *runtimeapi.AuthConfig) *image.Auth {
 
 // ListImages lists images, or the one image the filter names.
 func (s *Server) ListImages(_ context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
+	if err := s.checkImageHandler("ListImages", req.GetFilter().GetImage()); err != nil {
+		return nil, err
+	}
 	imgs, err := s.images.List(req.GetFilter().GetImage().GetImage())
 	if err != nil {
 		return nil, err
 	}
 	resp := &runtimeapi.ListImagesResponse{Images: make([]*runtimeapi.Image, 0, len(imgs))}
 	for i := range imgs {
-		resp.Images = append(resp.Images, toCRIImage(&imgs[i]))
+		resp.Images = append(resp.Images, withHandler(toCRIImage(&imgs[i]), req.GetFilter().GetImage()))
 	}
 	return resp, nil
 }
@@ -61,6 +67,9 @@ func (s *Server) ImageStatus(_ context.Context, req *runtimeapi.ImageStatusReque
 	if ref == "" {
 		return nil, errdefs.InvalidArgument("ImageStatus: image reference is empty")
 	}
+	if err := s.checkImageHandler("ImageStatus", req.GetImage()); err != nil {
+		return nil, err
+	}
 	img, ok, err := s.images.Get(ref)
 	if err != nil {
 		return nil, err
@@ -68,7 +77,7 @@ func (s *Server) ImageStatus(_ context.Context, req *runtimeapi.ImageStatusReque
 	if !ok {
 		return &runtimeapi.ImageStatusResponse{}, nil
 	}
-	resp := &runtimeapi.ImageStatusResponse{Image: toCRIImage(&img)}
+	resp := &runtimeapi.ImageStatusResponse{Image: withHandler(toCRIImage(&img), req.GetImage())}
 	if req.GetVerbose() {
 		info, err := json.Marshal(verboseImageInfo{
 			ChainIDs:          img.ChainIDs,
@@ -98,6 +107,9 @@ func (s *Server) RemoveImage(_ context.Context, req *runtimeapi.RemoveImageReque
 	ref := req.GetImage().GetImage()
 	if ref == "" {
 		return nil, errdefs.InvalidArgument("RemoveImage: image reference is empty")
+	}
+	if err := s.checkImageHandler("RemoveImage", req.GetImage()); err != nil {
+		return nil, err
 	}
 	if err := s.images.Remove(ref); err != nil {
 		return nil, err

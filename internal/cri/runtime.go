@@ -34,7 +34,9 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 			netReady,
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
-		Features:        &runtimeapi.RuntimeFeatures{},
+		// Supplemental groups policy (with ContainerStatus.user) and
+		// Mount.mount_options are cradle's own code, whatever the handler.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true},
 	}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg.Config)
@@ -42,18 +44,21 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 			return nil, err
 		}
 		resp.Info = map[string]string{"config": string(cfg)}
+		if cidr := s.runtimeConfig.podCIDR(s.cfg.Root); cidr != "" {
+			resp.Info["podCIDR"] = cidr
+		}
 	}
 	return resp, nil
 }
 
 // runtimeHandlers lists the configured handlers; the unnamed entry stands for
-// the default handler, as kubelet expects. Features are reported false until
-// the issues that honour them land: advertising what we cannot do would make
-// kubelet schedule pods that then fail.
+// the default handler, as kubelet expects. Each feature comes from detection
+// at start-up and is exactly what CreateContainer honours: advertising what
+// we cannot do would make kubelet schedule pods that then fail.
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
-	handlers := []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}}
+	handlers := []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{UserNamespaces: s.usernsFor(""), RecursiveReadOnlyMounts: s.rroFor("")}}}
 	for _, name := range s.runtimeHandlerNames() {
-		handlers = append(handlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+		handlers = append(handlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{UserNamespaces: s.usernsFor(name), RecursiveReadOnlyMounts: s.rroFor(name)}})
 	}
 	return handlers
 }

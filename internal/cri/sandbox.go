@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
@@ -77,12 +78,18 @@ func (s *Server) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxS
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: toCRISandboxStatus(&sb)}
+	// kubelet's Evented PLEG takes the pod's container statuses and their
+	// time from this answer instead of asking container by container.
+	resp := &runtimeapi.PodSandboxStatusResponse{
+		Status:             toCRISandboxStatus(&sb),
+		ContainersStatuses: s.podContainerStatuses(sb.ID),
+		Timestamp:          time.Now().UnixNano(),
+	}
 	if req.Verbose {
 		info, err := json.Marshal(map[string]any{
 			"name": sb.Name, "netns": sb.NetNS, "ipcns": sb.IPCNS, "utsns": sb.UTSNS, "pidns": sb.PIDNS,
 			"hostname": sb.Hostname, "resolvConf": sb.ResolvConf, "hosts": sb.Hosts, "shm": sb.Shm,
-			"network": sb.Network, "config": sb.Config,
+			"network": sb.Network, "config": sb.Config, "resources": sb.Resources,
 		})
 		if err != nil {
 			return nil, err

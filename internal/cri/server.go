@@ -14,9 +14,11 @@ import (
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/container"
+	"github.com/cradle-runtime/cradle/internal/criu"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
+	"github.com/cradle-runtime/cradle/internal/spec"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -35,10 +37,17 @@ type Server struct {
 	containers *container.Manager
 	stats      *statsService // nil: stats RPCs answer Unimplemented
 	stream     StreamURLs    // nil: Exec, Attach, PortForward answer Unimplemented
+	events     *Events       // nil: GetContainerEvents answers Unimplemented
 	// handlers are the RuntimeClass handlers whose runtime is usable; nil
 	// means every configured one.
 	handlers []string
+	// features are the detected features per handler ("" = default).
+	features map[string]spec.RuntimeFeatures
+	usernsOK bool // pods may have their own user namespace (userns.go)
 	log      *slog.Logger
+
+	criu          criu.Checker       // run once, on the first checkpoint RPC
+	runtimeConfig runtimeConfigStore // kubelet's pod CIDR (update.go)
 }
 
 // New returns a CRI server over the domain services.

@@ -17,12 +17,13 @@ import (
 type statsService struct {
 	c       *stats.Collector
 	targets *Targets
+	metrics []metricDef // described and produced; fixed at start-up
 }
 
-// WithStats serves the container stats RPCs from c, whose Targets function
-// is t.All.
+// WithStats serves the stats and metrics RPCs from c, whose Targets
+// function is t.All and whose Pods function is PodStatsTargets.
 func (s *Server) WithStats(c *stats.Collector, t *Targets) *Server {
-	s.stats = &statsService{c: c, targets: t}
+	s.stats = &statsService{c: c, targets: t, metrics: activeMetrics(c.PSI())}
 	return s
 }
 
@@ -184,6 +185,32 @@ func criStats(c *container.Container, smp *stats.Sample, fsMount string) *runtim
 	}
 	if cg.HasSwap {
 		out.Swap = &runtimeapi.SwapUsage{Timestamp: ts, SwapUsageBytes: u64(cg.Swap)}
+	}
+	if smp.HasDetail {
+		out.Cpu.Psi, out.Memory.Psi, out.Io = pressure(ts, &smp.Detail)
+	}
+	return out
+}
+
+// pressure maps a cgroup's PSI; each is nil where the kernel keeps none
+// (a v1-only host), never zeros that would read as "no stalls".
+func pressure(ts int64, d *stats.Detail) (cpu, mem *runtimeapi.PsiStats, io *runtimeapi.IoUsage) {
+	if p := criPSI(d.IOPressure); p != nil {
+		io = &runtimeapi.IoUsage{Timestamp: ts, Psi: p}
+	}
+	return criPSI(d.CPUPressure), criPSI(d.MemoryPressure), io
+}
+
+func criPSI(p *stats.PSI) *runtimeapi.PsiStats {
+	if p == nil {
+		return nil
+	}
+	data := func(d *stats.PSIData) *runtimeapi.PsiData {
+		return &runtimeapi.PsiData{Total: d.TotalNanos, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
+	}
+	out := &runtimeapi.PsiStats{Some: data(&p.Some)}
+	if p.HasFull {
+		out.Full = data(&p.Full)
 	}
 	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/cri"
+	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/layer"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
@@ -81,10 +82,15 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	if err != nil {
 		return fmt.Errorf("detect host facts: %w", err)
 	}
-	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver}
+	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver,
+		Runtimes: detectRuntimeFeatures(ctx, cfg, runtimes, facts, log)}
 	// Pods stop their containers and containers look their pods up: the
 	// hook reads the container manager once it exists.
 	var containers *container.Manager
+	// Lifecycle events of both managers, recovery's included, for
+	// GetContainerEvents; Close before the graceful stop ends its streams.
+	evs := cri.NewEvents(events.Config{}, log.With("component", "events"))
+	defer evs.Close()
 	pods, err := sandbox.New(ctx, sandbox.Config{
 		Root:           cfg.Root,
 		State:          cfg.State,
@@ -93,6 +99,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Init:           podInit{rt: runtimes[cfg.Runtime.DefaultHandler]},
 		Node:           node,
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
+		Events:         evs.Sandbox,
 	})
 	if err != nil {
 		return fmt.Errorf("open pod sandboxes: %w", err)
@@ -107,6 +114,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Node:           node,
 		Sandboxes:      podLookup{pods: pods},
 		Log:            log.With("component", "container"),
+		Events:         evs.Container,
 	})
 	if err != nil {
 		return fmt.Errorf("open containers: %w", err)
@@ -116,6 +124,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	collector, err := stats.New(stats.Config{
 		Hierarchy: stats.DetectHierarchy("/sys/fs/cgroup"),
 		Targets:   statsTargets.All,
+		Pods:      cri.PodStatsTargets(pods, containers),
 		Log:       log.With("component", "stats"),
 	})
 	if err != nil {
@@ -137,7 +146,8 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
-		WithRuntimeHandlers(slices.Collect(maps.Keys(runtimes)))
+		WithRuntimeHandlers(slices.Collect(maps.Keys(runtimes))).WithEvents(evs).
+		WithRuntimeFeatures(node.Runtimes).WithUserNamespaces(cfg.Root)
 	streams, err := cri.ListenStreaming(cfg.Stream, containers, pods)
 	if err != nil {
 		return fmt.Errorf("start streaming server: %w", err)
@@ -171,6 +181,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	case <-ctx.Done():
 	}
 	log.Info("shutting down; containers keep running")
+	evs.Close()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {

@@ -21,7 +21,7 @@ func (l podLookup) Sandbox(id string) (container.SandboxInfo, error) {
 		ID:     sb.ID,
 		Config: sb.Config,
 		Namespaces: spec.SandboxNamespaces{
-			Network: sb.NetNS, IPC: sb.IPCNS, UTS: sb.UTSNS, PID: sb.PIDNS,
+			Network: sb.NetNS, IPC: sb.IPCNS, UTS: sb.UTSNS, PID: sb.PIDNS, User: sb.UserNS,
 		},
 		Files: spec.SandboxFiles{
 			Hostname: sb.Hostname, ResolvConf: sb.ResolvConf, Hosts: sb.Hosts, ShmPath: sb.Shm,

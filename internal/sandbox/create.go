@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -71,19 +72,27 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 		return err
 	}
 	v := p.view.Load()
+	// Step timings go to the debug log: where a slow pod start spends its
+	// time (CNI, usually) is the first thing an operator asks.
+	took := make([]any, 0, 2*len(steps)+2)
 	for _, s := range steps {
 		if err := m.hook(s.name); err != nil {
 			return err
 		}
+		t := time.Now()
 		if err := s.do(m, ctx, p, v); err != nil {
 			return err
 		}
+		took = append(took, s.name, time.Since(t))
 	}
 	if err := m.hook(stepReady); err != nil {
 		return err
 	}
 	p.rec.State = Ready
-	return m.save(p)
+	t := time.Now()
+	err = m.save(p)
+	slog.Debug("pod sandbox steps", append([]any{"id", p.id, stepReady, time.Since(t)}, took...)...)
+	return err
 }
 
 func (m *Manager) pinNamespaces(_ context.Context, p *pod, v *Sandbox) error {
@@ -96,6 +105,9 @@ func (m *Manager) pinNamespaces(_ context.Context, p *pod, v *Sandbox) error {
 	}
 	if v.IPCNS != "" {
 		kinds = append(kinds, netns.IPC)
+	}
+	if u := podUserns(p.cfg); u != nil {
+		return m.pinWithUserns(p, u, kinds)
 	}
 	if len(kinds) == 0 {
 		return nil

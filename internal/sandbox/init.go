@@ -40,9 +40,12 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return 0, fmt.Errorf("pod init bundle: %w", err)
 	}
+	if err := chownForUserns(rootfs, podUserns(p.cfg)); err != nil {
+		return 0, err
+	}
 	s, err := spec.BuildSandbox(spec.SandboxInput{
 		ID: p.id, Config: p.cfg, RootfsPath: rootfs, InitPath: m.cfg.InitPath, Node: m.cfg.Node,
-		Namespaces: spec.SandboxNamespaces{Network: v.NetNS, IPC: v.IPCNS, UTS: v.UTSNS},
+		Namespaces: spec.SandboxNamespaces{Network: v.NetNS, IPC: v.IPCNS, UTS: v.UTSNS, User: v.UserNS},
 	})
 	if err != nil {
 		return 0, fmt.Errorf("pod init spec: %w", err)

@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
+	"github.com/cradle-runtime/cradle/internal/userns"
 )
 
 // recordVersion is bumped when the record's meaning changes incompatibly.
@@ -42,6 +43,8 @@ type record struct {
 	// has succeeded since); InitPID is its PID once Start returned.
 	InitStarted bool `json:"initStarted,omitempty"`
 	InitPID     int  `json:"initPid,omitempty"`
+	// Resources: the last UpdatePodSandboxResources (resources.go).
+	Resources *PodResources `json:"resources,omitempty"`
 }
 
 // pod is one sandbox in memory.
@@ -124,7 +127,7 @@ func (m *Manager) publish(p *pod) {
 	r := &p.rec
 	v := &Sandbox{
 		ID: p.id, Name: p.name, Config: p.cfg, Handler: r.Handler, State: r.State,
-		CreatedAt: r.CreatedAt, Network: r.Network,
+		CreatedAt: r.CreatedAt, Network: r.Network, Resources: r.Resources,
 	}
 	if r.Network != nil {
 		v.IPs = r.Network.PodIPs()
@@ -137,6 +140,9 @@ func (m *Manager) publish(p *pod) {
 	}
 	if opts.GetIpc() == runtimeapi.NamespaceMode_POD {
 		v.IPCNS, v.Shm = m.nsPath(p.id, "ipc"), filepath.Join(dir, "shm")
+	}
+	if podUserns(p.cfg) != nil {
+		v.UserNS = userns.PathOf(m.usernsDir(p.id))
 	}
 	if r.InitPID > 0 {
 		v.PIDNS = fmt.Sprintf("/proc/%d/ns/pid", r.InitPID)

@@ -94,7 +94,7 @@ var errInterrupted = errors.New("RunPodSandbox interrupted by a restart")
 // broken says what a READY pod is missing, "" when nothing.
 func (m *Manager) broken(p *pod) string {
 	v := p.view.Load()
-	for _, ns := range []string{v.NetNS, v.UTSNS, v.IPCNS} {
+	for _, ns := range []string{v.NetNS, v.UTSNS, v.IPCNS, v.UserNS} {
 		if ns != "" && !netns.Exists(ns) {
 			return ns + " is not a namespace any more"
 		}
@@ -124,7 +124,7 @@ func (m *Manager) sweepOrphans(ctx context.Context, attached []string) {
 		}
 		slog.Warn("sandbox recovery: removing a pod dir without a record", "pod", id)
 		dir := m.podDir(id)
-		err := errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")))
+		err := errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")), m.unpinUserns(id))
 		if err == nil {
 			err = os.RemoveAll(dir)
 		}

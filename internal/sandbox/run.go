@@ -65,6 +65,8 @@ func (m *Manager) runCreate(ctx context.Context, p *pod, handler string) {
 	err := m.create(ctx, p, handler)
 	if err != nil {
 		err = m.undoCreate(p, err)
+	} else {
+		m.emitRun(p)
 	}
 	p.runErr = err
 	close(p.done)

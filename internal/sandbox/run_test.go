@@ -38,9 +38,12 @@ func TestRunValidation(t *testing.T) {
 		{"unknown userns mode", func(c *runtimeapi.PodSandboxConfig) {
 			opts(c).UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}
 		}, errdefs.ErrInvalidArgument},
-		{"userns", func(c *runtimeapi.PodSandboxConfig) {
+		{"userns without mappings", func(c *runtimeapi.PodSandboxConfig) {
 			opts(c).UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
-		}, errdefs.ErrUnimplemented},
+		}, errdefs.ErrInvalidArgument},
+		{"userns mode container", func(c *runtimeapi.PodSandboxConfig) {
+			opts(c).UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}
+		}, errdefs.ErrInvalidArgument},
 		{"shared pid", func(c *runtimeapi.PodSandboxConfig) { opts(c).Pid = runtimeapi.NamespaceMode_POD }, errdefs.ErrUnimplemented},
 		{"long hostname", func(c *runtimeapi.PodSandboxConfig) { c.Hostname = string(make([]byte, 65)) }, errdefs.ErrInvalidArgument},
 		{"dns server not an IP", func(c *runtimeapi.PodSandboxConfig) {

@@ -67,6 +67,9 @@ type Config struct {
 	Node *spec.Node
 	// InitPath is catatonit; "" means spec.DefaultInitPath.
 	InitPath string
+	// Events, if set, hears of every lifecycle change once it is
+	// recorded: see events.go.
+	Events EventFunc
 }
 
 // State is a pod's lifecycle state.
@@ -102,12 +105,15 @@ type Sandbox struct {
 	// Network is the CNI result, nil for host-network pods.
 	Network *cni.Result
 	// Paths of the pinned namespaces; "" when the pod uses the host's.
-	NetNS, IPCNS, UTSNS string
+	NetNS, IPCNS, UTSNS, UserNS string
 	// PIDNS is the shared PID namespace (/proc/<init pid>/ns/pid) of a pod
 	// with an init process, "" otherwise.
 	PIDNS string
 	// Per-pod files for containers to bind-mount; Shm is "" with host IPC.
 	Hostname, ResolvConf, Hosts, Shm string
+	// Resources kubelet last reported for the pod; nil if never. Shared:
+	// read-only.
+	Resources *PodResources
 }
 
 // Metadata, Labels and Annotations come from the pod's config.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/netns"
 )
 
@@ -43,6 +44,7 @@ func (m *Manager) release(ctx context.Context, p *pod) error {
 		if err := m.save(p); err != nil {
 			return err
 		}
+		m.emit(events.Stopped, p)
 	}
 	return m.teardown(ctx, p)
 }
@@ -69,6 +71,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	m.forget(p)
+	m.emit(events.Deleted, p)
 	return nil
 }
 
@@ -99,6 +102,9 @@ func (m *Manager) teardown(ctx context.Context, p *pod) error {
 		errs = append(errs, err)
 	}
 	if err := netns.Unpin(m.nsDir(p.id)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.unpinUserns(p.id); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

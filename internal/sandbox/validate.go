@@ -97,21 +97,7 @@ func validateNamespaces(cfg *runtimeapi.PodSandboxConfig) error {
 	if o.GetTargetId() != "" {
 		return errdefs.InvalidArgument("pod namespace options name a target container %q; only containers may", o.GetTargetId())
 	}
-	u := o.GetUsernsOptions()
-	if u == nil {
-		return nil // no user namespace (the zero mode would read as POD)
-	}
-	switch u.GetMode() {
-	case runtimeapi.NamespaceMode_NODE:
-	case runtimeapi.NamespaceMode_POD:
-		if o.GetNetwork() == runtimeapi.NamespaceMode_NODE || o.GetIpc() == runtimeapi.NamespaceMode_NODE || o.GetPid() == runtimeapi.NamespaceMode_NODE {
-			return errdefs.InvalidArgument("a pod with its own user namespace cannot use the host's network, IPC or PID namespace")
-		}
-		return errdefs.New(errdefs.ErrUnimplemented, "user namespaces are not supported in this cradle release")
-	default:
-		return errdefs.InvalidArgument("pod user namespace mode %s is not valid: use POD or NODE", u.GetMode())
-	}
-	return nil
+	return validateUserns(o)
 }
 
 func validateDNS(d *runtimeapi.DNSConfig) error {

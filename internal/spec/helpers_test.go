@@ -209,7 +209,7 @@ func testInput() (Input, *fakeSystem) {
 			Hostname: "/run/cradle/pods/p1/hostname", Hosts: "/run/cradle/pods/p1/hosts",
 			ResolvConf: "/run/cradle/pods/p1/resolv.conf", ShmPath: "/run/cradle/pods/p1/shm",
 		},
-		Node: &Node{Host: testHost(), System: sys},
+		Node: &Node{Host: testHost(), System: sys, Runtimes: map[string]RuntimeFeatures{"": {RecursiveReadOnly: true}}},
 	}, sys
 }
 

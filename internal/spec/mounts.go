@@ -51,7 +51,7 @@ func buildMounts(in *Input, sc *runtimeapi.LinuxContainerSecurityContext, ns nam
 	taken := map[string]bool{}
 	propagation := ""
 	for _, m := range in.Config.GetMounts() {
-		om, prop, err := criMount(m, in.Node.Host, sys)
+		om, prop, err := criOrImageMount(m, in, sys)
 		if err != nil {
 			return nil, "", err
 		}
@@ -112,15 +112,18 @@ func bind(src, dst string, options ...string) specs.Mount {
 
 func depth(p string) int { return strings.Count(path.Clean(p), "/") }
 
-// Per-mount flags a CRI mount may add (Mount.mount_options). Flags that
-// change what is mounted or how it propagates are the runtime's own.
+// Per-mount flags a CRI mount may add (Mount.mount_options): only flags
+// that restrict the bind mount, and the access-time ones that change nothing
+// but bookkeeping. "exec", "dev" and "suid" are refused: on a bind mount they
+// would lift a restriction the host's own mount of that path has (a nosuid
+// /tmp would run set-uid binaries in the container). Flags that change what
+// is mounted or how it propagates are the runtime's own.
 var allowedMountOptions = map[string]bool{
-	"noexec": true, "exec": true, "nodev": true, "dev": true, "nosuid": true, "suid": true,
-	"noatime": true, "atime": true, "relatime": true, "norelatime": true,
-	"strictatime": true, "nostrictatime": true, "nodiratime": true, "diratime": true,
+	"noexec": true, "nodev": true, "nosuid": true,
+	"noatime": true, "relatime": true, "strictatime": true, "nodiratime": true,
 }
 
-func criMount(m *runtimeapi.Mount, host HostFacts, sys System) (specs.Mount, string, error) {
+func criMount(m *runtimeapi.Mount, host HostFacts, rt RuntimeFeatures, sys System) (specs.Mount, string, error) {
 	dst := m.GetContainerPath()
 	if !path.IsAbs(dst) {
 		return specs.Mount{}, "", errdefs.InvalidArgument("mount container_path %q is not absolute", dst)
@@ -128,9 +131,6 @@ func criMount(m *runtimeapi.Mount, host HostFacts, sys System) (specs.Mount, str
 	dst = path.Clean(dst)
 	if dst == "/" {
 		return specs.Mount{}, "", errdefs.InvalidArgument("a mount cannot replace the container's root")
-	}
-	if m.GetImage().GetImage() != "" {
-		return specs.Mount{}, "", errdefs.New(errdefs.ErrUnimplemented, "image volume mounts (at %s) are not supported in this cradle release", dst)
 	}
 	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 		return specs.Mount{}, "", errdefs.New(errdefs.ErrUnimplemented, "id-mapped mounts (at %s) are not supported in this cradle release", dst)
@@ -177,6 +177,8 @@ func criMount(m *runtimeapi.Mount, host HostFacts, sys System) (specs.Mount, str
 		return specs.Mount{}, "", errdefs.InvalidArgument("recursive_read_only mount at %s needs private propagation", dst)
 	case m.GetRecursiveReadOnly() && !host.RecursiveReadOnly:
 		return specs.Mount{}, "", errdefs.FailedPrecondition("recursive read-only mounts need Linux 5.12 or later (mount at %s)", dst)
+	case m.GetRecursiveReadOnly() && !rt.RecursiveReadOnly:
+		return specs.Mount{}, "", errdefs.FailedPrecondition("the runtime handler's OCI runtime does not support recursive read-only mounts (no \"rro\" in `features`; mount at %s)", dst)
 	case m.GetRecursiveReadOnly():
 		mode = "rro"
 	case m.GetReadonly():

@@ -125,8 +125,14 @@ func TestCRIMountErrors(t *testing.T) {
 		{"rro without readonly", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", RecursiveReadOnly: true}, nil, errdefs.ErrInvalidArgument, "must also be readonly"},
 		{"rro with propagation", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
 			func(f *fakeSystem) { f.propagation["/srv/data"] = "shared" }, errdefs.ErrInvalidArgument, "needs private propagation"},
+		{"rro with bidirectional propagation", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+			func(f *fakeSystem) { f.propagation["/srv/data"] = "shared" }, errdefs.ErrInvalidArgument, "needs private propagation"},
 		{"bad mount option", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"remount"}}, nil, errdefs.ErrInvalidArgument, `mount option "remount"`},
-		{"image volume", &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "sha256:abc"}}, nil, errdefs.ErrUnimplemented, "image volume"},
+		{"mount option that lifts nosuid", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"nodev", "suid"}}, nil, errdefs.ErrInvalidArgument, `mount option "suid"`},
+		{"mount option that lifts noexec", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"exec"}}, nil, errdefs.ErrInvalidArgument, `mount option "exec"`},
+		{"mount option that lifts nodev", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"dev"}}, nil, errdefs.ErrInvalidArgument, `mount option "dev"`},
+		{"mount option with a value", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"mode=777"}}, nil, errdefs.ErrInvalidArgument, `mount option "mode=777"`},
+		{"propagation as a mount option", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"rshared"}}, nil, errdefs.ErrInvalidArgument, `mount option "rshared"`},
 		{"id-mapped", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", UidMappings: []*runtimeapi.IDMapping{{HostId: 1000, Length: 1}}}, nil, errdefs.ErrUnimplemented, "id-mapped"},
 	}
 	for _, c := range cases {
@@ -150,6 +156,59 @@ func TestRecursiveReadOnlyNeedsKernel(t *testing.T) {
 	in.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true}}
 	_, err := Build(in)
 	wantErr(t, err, errdefs.ErrFailedPrecondition, "5.12")
+}
+
+// RRO is honoured per handler: the kernel may support it while the
+// handler's runtime (runc < 1.2) does not.
+func TestRecursiveReadOnlyNeedsTheHandlersRuntime(t *testing.T) {
+	mount := &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true}
+	rro := map[string]RuntimeFeatures{"": {RecursiveReadOnly: true}, "runc": {RecursiveReadOnly: true}, "old-runc": {}}
+	for _, c := range []struct {
+		handler string
+		ok      bool
+	}{{"", true}, {"runc", true}, {"old-runc", false}, {"not-detected", false}} {
+		t.Run(c.handler, func(t *testing.T) {
+			in, sys := testInput()
+			sys.dirs["/srv/data"] = true
+			in.Node.Runtimes = rro
+			in.Handler = c.handler
+			in.Config.Mounts = []*runtimeapi.Mount{mount}
+			s, err := Build(in)
+			if !c.ok {
+				wantErr(t, err, errdefs.ErrFailedPrecondition, "does not support recursive read-only")
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := mountAt(t, s, "/data")
+			if !slices.Contains(m.Options, "rro") || slices.Contains(m.Options, "ro") {
+				t.Errorf("options %v: want rro and not ro", m.Options)
+			}
+		})
+	}
+}
+
+func TestNewRuntimeFeatures(t *testing.T) {
+	newKernel, oldKernel := testHost(), testHost()
+	oldKernel.RecursiveReadOnly = false
+	withRRO := []string{"bind", "rbind", "ro", "rro", "rw"}
+	runc11 := []string{"bind", "rbind", "ro", "rw"}
+	for _, c := range []struct {
+		name string
+		host HostFacts
+		opts []string
+		want bool
+	}{
+		{"new kernel, runtime with rro", newKernel, withRRO, true},
+		{"new kernel, runtime without rro", newKernel, runc11, false},
+		{"new kernel, runtime without features", newKernel, nil, false},
+		{"old kernel, runtime with rro", oldKernel, withRRO, false},
+	} {
+		if got := NewRuntimeFeatures(c.host, c.opts).RecursiveReadOnly; got != c.want {
+			t.Errorf("%s: RecursiveReadOnly = %v, want %v", c.name, got, c.want)
+		}
+	}
 }
 
 func TestDuplicateMountDestination(t *testing.T) {

@@ -13,6 +13,7 @@ type namespaces struct {
 	list    []specs.LinuxNamespace
 	hostNet bool // also means the host's UTS namespace, as in Kubernetes
 	hostIPC bool
+	user    usernsSpec
 }
 
 func (n namespaces) ownUTS() bool { return !n.hostNet }
@@ -61,10 +62,13 @@ func containerNamespaces(sandbox *runtimeapi.PodSandboxConfig, sc *runtimeapi.Li
 		// the pod", not the proto's zero values.
 		ctr = pod
 	}
-	if err := checkUserns(pod.GetUsernsOptions(), ctr.GetUsernsOptions()); err != nil {
+	var err error
+	if n.user, err = userNamespace(pod.GetUsernsOptions(), ctr.GetUsernsOptions(), paths.User); err != nil {
 		return n, err
 	}
-	var err error
+	if n.user.ns != nil {
+		n.list = append(n.list, *n.user.ns)
+	}
 	if n.hostNet, err = sharedMode("network", pod.GetNetwork(), ctr.GetNetwork()); err != nil {
 		return n, err
 	}
@@ -147,26 +151,4 @@ func pidNamespace(pod, ctr *runtimeapi.NamespaceOption, podPath, targetPath stri
 		}
 		return &specs.LinuxNamespace{Type: specs.PIDNamespace, Path: targetPath}, nil
 	}
-}
-
-// checkUserns accepts only the host user namespace for now. kubelet sends
-// POD only to runtimes that advertise user namespace support, which cradle
-// does not yet.
-func checkUserns(pod, ctr *runtimeapi.UserNamespace) error {
-	for _, u := range []*runtimeapi.UserNamespace{pod, ctr} {
-		if u == nil {
-			continue
-		}
-		if err := checkMode("user", u.GetMode()); err != nil {
-			return err
-		}
-		switch u.GetMode() {
-		case runtimeapi.NamespaceMode_NODE:
-		case runtimeapi.NamespaceMode_POD:
-			return errdefs.New(errdefs.ErrUnimplemented, "user namespaces are not supported in this cradle release")
-		default:
-			return errdefs.InvalidArgument("user namespace mode %s is not valid: use POD or NODE", u.GetMode())
-		}
-	}
-	return nil
 }

@@ -107,18 +107,27 @@ func TestNamespaceErrors(t *testing.T) {
 		{"no netns path", func(in *Input) { in.Namespaces.Network = "" }, errdefs.ErrFailedPrecondition, "network namespace path"},
 		{"no ipc path", func(in *Input) { in.Namespaces.IPC = "" }, errdefs.ErrFailedPrecondition, "IPC namespace path"},
 		{"no uts path", func(in *Input) { in.Namespaces.UTS = "" }, errdefs.ErrFailedPrecondition, "UTS namespace path"},
-		{"user namespace", func(in *Input) {
-			secCtx(in).NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: pod}
-		}, errdefs.ErrUnimplemented, "user namespaces"},
-		{"pod user namespace", func(in *Input) {
+		{"user namespace in a host-userns pod", func(in *Input) {
+			secCtx(in).NamespaceOptions.UsernsOptions = podUserns(1000)
+		}, errdefs.ErrInvalidArgument, "conflicting user namespace options"},
+		{"other mappings than the pod's", func(in *Input) {
+			in.Sandbox.Linux.SecurityContext.NamespaceOptions.UsernsOptions = podUserns(1000)
+			secCtx(in).NamespaceOptions.UsernsOptions = podUserns(2000)
+			in.Namespaces.User = "/run/cradle/pods/p1/userns/user"
+		}, errdefs.ErrInvalidArgument, "conflicting user namespace options"},
+		{"pod user namespace without mappings", func(in *Input) {
 			in.Sandbox.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: pod}
-		}, errdefs.ErrUnimplemented, "user namespaces"},
+		}, errdefs.ErrInvalidArgument, "exactly one uid mapping"},
+		{"no userns path", func(in *Input) {
+			in.Sandbox.Linux.SecurityContext.NamespaceOptions.UsernsOptions = podUserns(1000)
+			secCtx(in).NamespaceOptions.UsernsOptions = podUserns(1000)
+		}, errdefs.ErrFailedPrecondition, "user namespace path"},
 		{"user namespace mode container", func(in *Input) {
 			secCtx(in).NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: ctr}
 		}, errdefs.ErrInvalidArgument, "user namespace mode CONTAINER"},
 		{"unknown user namespace mode", func(in *Input) {
 			secCtx(in).NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: 12}
-		}, errdefs.ErrInvalidArgument, "unknown user namespace mode 12"},
+		}, errdefs.ErrInvalidArgument, "user namespace mode 12"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -130,6 +130,7 @@ func BuildSandbox(in SandboxInput) (*specs.Spec, error) {
 	if ns.ownUTS() {
 		s.Hostname = in.Config.GetHostname()
 	}
+	ns.user.apply(s)
 	if node.Host.AppArmor {
 		s.Process.ApparmorProfile = node.AppArmorProfile
 	}

@@ -157,9 +157,9 @@ func TestBuildSandboxErrors(t *testing.T) {
 		}, errdefs.ErrInvalidArgument, "sandbox run_as_group"},
 		{"no netns", func(in *SandboxInput, _ *fakeSystem) { in.Namespaces.Network = "" }, errdefs.ErrFailedPrecondition, "network namespace path"},
 		{"unknown ipc mode", func(in *SandboxInput, _ *fakeSystem) { in.Config.Linux.SecurityContext.NamespaceOptions.Ipc = 8 }, errdefs.ErrInvalidArgument, "unknown ipc namespace mode 8"},
-		{"user namespace", func(in *SandboxInput, _ *fakeSystem) {
+		{"user namespace without mappings", func(in *SandboxInput, _ *fakeSystem) {
 			in.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
-		}, errdefs.ErrUnimplemented, "user namespaces"},
+		}, errdefs.ErrInvalidArgument, "exactly one uid mapping"},
 		{"node-wide sysctl", func(in *SandboxInput, _ *fakeSystem) {
 			in.Config.Linux.Sysctls = map[string]string{"vm.overcommit_memory": "1"}
 		}, errdefs.ErrInvalidArgument, "not namespaced"},

@@ -57,6 +57,15 @@ type Input struct {
 	// of the container's writable layer.
 	VolumeDir string
 
+	// ImageMounts maps the cleaned container path of each image volume
+	// (Mount.image) to its host source: the image mounted read-only by the
+	// caller, at its image_sub_path. See ValidateImageMount.
+	ImageMounts map[string]string
+
+	// Handler is the RuntimeClass handler that runs the container ("" is
+	// the default one); it picks the entry of Node.Runtimes.
+	Handler string
+
 	Node *Node
 }
 
@@ -69,6 +78,8 @@ type SandboxNamespaces struct {
 	// PID is the PID namespace of the pod's init process; it exists only
 	// when the pod shares one PID namespace.
 	PID string
+	// User is the pod's pinned user namespace, when userns_options is POD.
+	User string
 }
 
 // SandboxFiles are the per-pod files bind-mounted into every container. An
@@ -108,6 +119,11 @@ type Node struct {
 	// to pods with their own network namespace, unless the pod sets them.
 	UnprivilegedPorts bool
 	UnprivilegedICMP  bool
+
+	// Runtimes are the detected features of each usable handler, "" being
+	// the default handler. A handler missing here supports no optional
+	// feature.
+	Runtimes map[string]RuntimeFeatures
 
 	// System answers host lookups; nil is the real host (OS{}).
 	System System
@@ -185,6 +201,7 @@ func Build(in Input) (*specs.Spec, error) {
 	if ns.ownUTS() {
 		s.Hostname = in.Sandbox.GetHostname()
 	}
+	ns.user.apply(s)
 	if s.Linux.Seccomp, err = seccompProfile(sc, proc.Capabilities, node.Host, sys); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,10 @@ const unlimited = uint64(1) << 62
 type Hierarchy struct {
 	Root string
 	V2   bool
+	// PSI tells the kernel keeps pressure stall information for cgroups:
+	// it has PSI and a unified tree (the whole hierarchy, or a hybrid
+	// host's <root>/unified, where runc mirrors every cgroup).
+	PSI bool
 }
 
 // DetectHierarchy inspects root: a cgroup.controllers file at the top means
@@ -45,7 +49,15 @@ type Hierarchy struct {
 // its CPU and memory accounting lives.
 func DetectHierarchy(root string) Hierarchy {
 	_, err := os.Stat(filepath.Join(root, "cgroup.controllers"))
-	return Hierarchy{Root: root, V2: err == nil}
+	h := Hierarchy{Root: root, V2: err == nil}
+	unified := root
+	if !h.V2 {
+		unified = filepath.Join(root, "unified")
+	}
+	_, errU := os.Stat(filepath.Join(unified, "cgroup.controllers"))
+	_, errP := os.Stat("/proc/pressure/cpu")
+	h.PSI = errU == nil && errP == nil
+	return h
 }
 
 // dir resolves a runtime-spec cgroupsPath (a cgroupfs path, or the systemd
@@ -63,6 +75,7 @@ func (h Hierarchy) dir(cgroupsPath, ctrl string) (string, error) {
 
 // cgroupDir turns a cgroupsPath into a path relative to a hierarchy root,
 // expanding systemd's "a-b.slice" into "a.slice/a-b.slice" the way runc does.
+// A bare slice name is the systemd driver's form of a pod's cgroup parent.
 func cgroupDir(p string) (string, error) {
 	if strings.HasPrefix(p, "/") {
 		if strings.Contains(p, "..") {
@@ -70,22 +83,16 @@ func cgroupDir(p string) (string, error) {
 		}
 		return path.Clean(p), nil
 	}
+	if strings.HasSuffix(p, ".slice") && !strings.ContainsAny(p, ":/") {
+		return expandSlice(p)
+	}
 	parts := strings.Split(p, ":")
 	if len(parts) != 3 || !strings.HasSuffix(parts[0], ".slice") || parts[2] == "" || strings.ContainsAny(parts[1]+parts[2], "/") {
 		return "", errdefs.InvalidArgument("cgroups path %q is neither absolute nor slice:prefix:name", p)
 	}
-	slice := "/"
-	if parts[0] != "-.slice" {
-		name := strings.TrimSuffix(parts[0], ".slice")
-		prefix := ""
-		for _, comp := range strings.Split(name, "-") {
-			if comp == "" {
-				return "", errdefs.InvalidArgument("cgroups path %q: malformed slice name", p)
-			}
-			prefix += comp
-			slice = path.Join(slice, prefix+".slice")
-			prefix += "-"
-		}
+	slice, err := expandSlice(parts[0])
+	if err != nil {
+		return "", errdefs.InvalidArgument("cgroups path %q: malformed slice name", p)
 	}
 	unit := parts[2]
 	if !strings.HasSuffix(unit, ".slice") {
@@ -95,6 +102,24 @@ func cgroupDir(p string) (string, error) {
 		unit += ".scope"
 	}
 	return path.Join(slice, unit), nil
+}
+
+// expandSlice turns "a-b.slice" into "/a.slice/a-b.slice"; "-.slice" is the root.
+func expandSlice(name string) (string, error) {
+	slice := "/"
+	if name == "-.slice" {
+		return slice, nil
+	}
+	prefix := ""
+	for _, comp := range strings.Split(strings.TrimSuffix(name, ".slice"), "-") {
+		if comp == "" {
+			return "", errdefs.InvalidArgument("malformed slice name %q", name)
+		}
+		prefix += comp
+		slice = path.Join(slice, prefix+".slice")
+		prefix += "-"
+	}
+	return slice, nil
 }
 
 // Read samples the cgroup at cgroupsPath. A cgroup that does not exist
@@ -109,10 +134,19 @@ func (h Hierarchy) Read(cgroupsPath string) (CgroupStats, error) {
 	} else {
 		err = h.readV1(cgroupsPath, &s)
 	}
+	return s, notFound(cgroupsPath, err)
+}
+
+// notFound turns a missing cgroup file into ErrNotFound: the cgroup is gone.
+func notFound(cgroupsPath string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, errdefs.NotFound("cgroup %s: %v", cgroupsPath, err)
+		return errdefs.NotFound("cgroup %s: %v", cgroupsPath, err)
 	}
-	return s, err
+	return err
+}
+
+func fmtErr(dir, name string, err error) error {
+	return fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
 }
 
 func (h Hierarchy) readV1(p string, s *CgroupStats) error {

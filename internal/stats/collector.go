@@ -1,7 +1,9 @@
-// Package stats samples containers' resource usage (CPU, memory, swap from
-// their cgroups; writable-layer bytes and inodes from disk) into a cache that
-// a background loop refreshes, so that a kubelet polling stats for many
-// containers costs map lookups, not file reads and directory walks.
+// Package stats samples containers' and pods' resource usage (CPU, memory,
+// swap, pressure and cadvisor's other figures from their cgroups;
+// writable-layer bytes and inodes from disk; a pod's interface counters from
+// inside its network namespace) into a cache that a background loop
+// refreshes, so that a kubelet polling stats for many containers costs map
+// lookups, not file reads, directory walks and namespace switches.
 package stats
 
 import (
@@ -12,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
-	"github.com/cradle-runtime/cradle/internal/fsusage"
 )
 
 // Target names what to sample for one container.
@@ -33,14 +34,24 @@ type Sample struct {
 	NanoCores    uint64
 	HasNanoCores bool
 
+	// Detail holds the figures only metrics need; HasDetail is false when
+	// they could not be read, which costs no CPU and memory stats.
+	Detail    Detail
+	HasDetail bool
+
 	FsTimestamp time.Time
 	FsBytes     uint64
 	FsInodes    uint64
+	// Fs is the filesystem holding the writable layer; HasFs false if unknown.
+	Fs    FsInfo
+	HasFs bool
 }
 
 // Config configures a Collector.
 type Config struct {
 	Hierarchy Hierarchy
+	// Source is what samples are read from; nil means HostSource(Hierarchy).
+	Source Source
 	// Interval between background refreshes; 0 means 10s.
 	Interval time.Duration
 	// FsTTL bounds the age of a writable-layer walk; 0 means 10s. Walking
@@ -48,15 +59,23 @@ type Config struct {
 	FsTTL time.Duration
 	// Targets lists the containers the background loop keeps sampled.
 	Targets func() []Target
-	Log     *slog.Logger
+	// Pods lists the pods the loop keeps sampled; nil samples none.
+	Pods func() []PodTarget
+	Log  *slog.Logger
+
+	// loopRefreshed, if set, runs after each refresh of the loop: tests
+	// wait for the first one so that it cannot race them.
+	loopRefreshed func()
 }
 
 // Collector caches samples. Its methods are safe for concurrent use.
 type Collector struct {
 	cfg Config
+	src Source
 
 	mu      sync.Mutex
 	samples map[string]Sample
+	pods    map[string]PodSample
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -64,8 +83,14 @@ type Collector struct {
 
 // New starts a collector whose loop runs until Close.
 func New(cfg Config) (*Collector, error) {
-	if cfg.Targets == nil || cfg.Hierarchy.Root == "" {
-		return nil, errdefs.InvalidArgument("stats collector: hierarchy root and targets are required")
+	if cfg.Targets == nil || (cfg.Hierarchy.Root == "" && cfg.Source == nil) {
+		return nil, errdefs.InvalidArgument("stats collector: a hierarchy root or source, and targets are required")
+	}
+	if cfg.Source == nil {
+		cfg.Source = HostSource(cfg.Hierarchy)
+	}
+	if cfg.Pods == nil {
+		cfg.Pods = func() []PodTarget { return nil }
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 10 * time.Second
@@ -77,10 +102,17 @@ func New(cfg Config) (*Collector, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Collector{cfg: cfg, samples: map[string]Sample{}, cancel: cancel, done: make(chan struct{})}
+	c := &Collector{
+		cfg: cfg, src: cfg.Source, samples: map[string]Sample{}, pods: map[string]PodSample{},
+		cancel: cancel, done: make(chan struct{}),
+	}
 	go c.loop(ctx)
 	return c, nil
 }
+
+// PSI tells whether samples carry pressure stall information, so that
+// metric descriptors can be fixed at start-up.
+func (c *Collector) PSI() bool { return c.cfg.Hierarchy.PSI }
 
 // Close stops the background loop and waits for it.
 func (c *Collector) Close() error {
@@ -95,6 +127,9 @@ func (c *Collector) loop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		c.Refresh()
+		if c.cfg.loopRefreshed != nil {
+			c.cfg.loopRefreshed()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -103,9 +138,15 @@ func (c *Collector) loop(ctx context.Context) {
 	}
 }
 
-// Refresh samples every current target now and forgets containers that are
-// no longer targets.
+// Refresh samples every current target now and forgets containers and pods
+// that are no longer targets. Pods come after containers: a pod without a
+// cgroup of its own sums its containers' fresh samples.
 func (c *Collector) Refresh() {
+	c.refreshContainers()
+	c.refreshPods()
+}
+
+func (c *Collector) refreshContainers() {
 	targets := c.cfg.Targets()
 	keep := make(map[string]bool, len(targets))
 	for _, t := range targets {
@@ -146,13 +187,16 @@ func (c *Collector) sample(t Target) (Sample, error) {
 	now := time.Now()
 	s := Sample{Timestamp: now}
 	if t.CgroupsPath != "" {
-		cg, err := c.cfg.Hierarchy.Read(t.CgroupsPath)
+		cg, err := c.src.Cgroup(t.CgroupsPath)
 		switch {
 		case err == nil:
 			s.Cgroup, s.HasCgroup = cg, true
 		case !errors.Is(err, errdefs.ErrNotFound):
 			return Sample{}, err
 		}
+	}
+	if s.HasCgroup {
+		s.Detail, s.HasDetail = c.detail(t.ID, t.CgroupsPath)
 	}
 	if s.HasCgroup && hadPrev && prev.HasCgroup && s.Cgroup.CPUUsageNanos >= prev.Cgroup.CPUUsageNanos {
 		if dt := now.Sub(prev.Timestamp); dt > 0 {
@@ -162,12 +206,16 @@ func (c *Collector) sample(t Target) (Sample, error) {
 	}
 	if hadPrev && !prev.FsTimestamp.IsZero() && now.Sub(prev.FsTimestamp) < c.cfg.FsTTL {
 		s.FsTimestamp, s.FsBytes, s.FsInodes = prev.FsTimestamp, prev.FsBytes, prev.FsInodes
+		s.Fs, s.HasFs = prev.Fs, prev.HasFs
 	} else if t.WritableLayer != "" {
-		b, n, err := fsusage.Walk(t.WritableLayer)
+		b, n, err := c.src.Layer(t.WritableLayer)
 		if err != nil {
 			return Sample{}, err
 		}
 		s.FsTimestamp, s.FsBytes, s.FsInodes = time.Now(), b, n
+		if fi, err := c.src.Filesystem(t.WritableLayer); err == nil {
+			s.Fs, s.HasFs = fi, true
+		}
 	}
 
 	c.mu.Lock()
@@ -190,4 +238,15 @@ func (c *Collector) Forget(id string) {
 	c.mu.Lock()
 	delete(c.samples, id)
 	c.mu.Unlock()
+}
+
+// detail reads the metrics-only figures; failing them must not cost the
+// CPU and memory stats kubelet depends on, so a failure is logged only.
+func (c *Collector) detail(id, cgroupsPath string) (Detail, bool) {
+	d, err := c.src.Detail(cgroupsPath)
+	if err != nil {
+		c.cfg.Log.Debug("reading cgroup details failed", "id", id, "err", err)
+		return Detail{}, false
+	}
+	return d, true
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -30,11 +31,17 @@ func (l *targetList) set(ts ...Target) {
 
 func newCollector(t *testing.T, root string, l *targetList) *Collector {
 	t.Helper()
-	c, err := New(Config{Hierarchy: Hierarchy{Root: root}, Interval: time.Hour, Targets: l.get})
+	// The loop refreshes once at start: wait for it, so that it cannot
+	// race the test.
+	started := make(chan struct{})
+	var once sync.Once
+	c, err := New(Config{Hierarchy: Hierarchy{Root: root}, Interval: time.Hour, Targets: l.get,
+		loopRefreshed: func() { once.Do(func() { close(started) }) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	<-started
 	return c
 }
 
@@ -60,7 +67,7 @@ func TestCPURateFromPreviousSample(t *testing.T) {
 	}
 	// Get answers from the cache: the file changing is not seen until a refresh.
 	writeFiles(t, root, map[string]string{"cpuacct/pod/c1/cpuacct.usage": "999999999999\n"})
-	if again, _ := c.Get(tg); again != first {
+	if again, _ := c.Get(tg); !reflect.DeepEqual(again, first) {
 		t.Fatalf("cached Get resampled: %+v", again)
 	}
 	l.set(tg)

@@ -39,6 +39,10 @@ type Pods interface {
 // command exited.
 const ttyDrainTimeout = 2 * time.Second
 
+// initialSizeWait bounds the wait for a tty exec's first terminal size: a
+// client that sends none gets runc's default size after it.
+const initialSizeWait = time.Second
+
 // Runtime implements streaming.Runtime.
 type Runtime struct {
 	containers Containers
@@ -98,6 +102,20 @@ func (r *Runtime) execTTY(ctx context.Context, id string, cmd []string, in io.Re
 			replica.Close()
 		}
 	}()
+
+	// Clients send the terminal size first thing. runc reads the size once
+	// as it starts and listens for SIGWINCH only later, so a size that
+	// arrives in between is lost: take the first one before starting runc.
+	if resize != nil {
+		select {
+		case sz, ok := <-resize:
+			if ok {
+				_ = p.setSize(sz.Width, sz.Height)
+			}
+		case <-time.After(initialSizeWait):
+		case <-ctx.Done():
+		}
+	}
 
 	winch := make(chan struct{}, 1)
 	stop := make(chan struct{})

@@ -73,16 +73,30 @@ func TestDaemonServesVersionStatusRuntimeConfig(t *testing.T) {
 	}
 }
 
-func TestUnlandedRPCsAnswerUnimplementedBadRequestsInvalidArgument(t *testing.T) {
+// Every RPC of the API does real work: bad requests get InvalidArgument or
+// NotFound, never Unimplemented.
+func TestBadRequestsAnswerTheirCodeNotUnimplemented(t *testing.T) {
 	needRoot(t)
 	d := startDaemon(t, daemonOpts{})
-	err := d.Runtime.CheckpointContainer(context.Background(), &runtimeapi.CheckpointContainerRequest{ContainerId: "x"})
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "CheckpointContainer is not implemented by cradle") {
-		t.Fatalf("CheckpointContainer: %v", err)
-	}
-	_, err = d.Runtime.RunPodSandbox(context.Background(), &runtimeapi.PodSandboxConfig{}, "")
+	ctx := context.Background()
+	_, err := d.Runtime.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{}, "")
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "metadata") {
 		t.Fatalf("RunPodSandbox without metadata: %v", err)
+	}
+	err = d.Runtime.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: "nope", Location: "/tmp/x.tar"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("CheckpointContainer of an unknown container: %v", err)
+	}
+	err = d.Runtime.UpdateContainerResources(ctx, "nope", &runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{}})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("UpdateContainerResources of an unknown container: %v", err)
+	}
+	if _, err = d.Runtime.PodSandboxStats(ctx, "nope"); status.Code(err) != codes.NotFound {
+		t.Fatalf("PodSandboxStats of an unknown pod: %v", err)
+	}
+	err = d.Runtime.UpdateRuntimeConfig(ctx, &runtimeapi.RuntimeConfig{NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.0.0.0/99"}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("UpdateRuntimeConfig with a bad CIDR: %v", err)
 	}
 }
 

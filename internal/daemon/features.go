@@ -1,0 +1,51 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os/exec"
+	"sync"
+
+	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/oci"
+	"github.com/cradle-runtime/cradle/internal/spec"
+)
+
+// detectRuntimeFeatures asks the runtime of every usable handler what it
+// supports, once at start-up and in parallel (each has its own timeout), and
+// combines that with the host's facts. The default handler is also filed
+// under "", the name kubelet and the pods use for it. A runtime that cannot
+// answer gets no optional feature: Status must never promise what a
+// container create would then refuse.
+func detectRuntimeFeatures(ctx context.Context, cfg *config.Loaded, runtimes map[string]*oci.Runtime, host spec.HostFacts, log *slog.Logger) map[string]spec.RuntimeFeatures {
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = make(map[string]spec.RuntimeFeatures, len(runtimes)+1)
+	)
+	for name := range runtimes {
+		wg.Go(func() {
+			var opts []string
+			bin, err := exec.LookPath(cfg.Runtime.Handlers[name].Path)
+			if err == nil {
+				f, ferr := oci.DetectFeatures(ctx, bin)
+				if err = ferr; err == nil {
+					opts = f.MountOptions
+				}
+			}
+			if err != nil {
+				log.Warn("runtime features unknown; the handler is reported without optional features", "handler", name, "err", err)
+			}
+			rf := spec.NewRuntimeFeatures(host, opts)
+			log.Info("runtime handler features", "handler", name, "recursive_read_only_mounts", rf.RecursiveReadOnly)
+			mu.Lock()
+			out[name] = rf
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if f, ok := out[cfg.Runtime.DefaultHandler]; ok {
+		out[""] = f
+	}
+	return out
+}

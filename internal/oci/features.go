@@ -1,0 +1,73 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+)
+
+// FeaturesTimeout bounds `<runtime> features` at start-up: a wedged runtime
+// binary must not keep the daemon from serving.
+const FeaturesTimeout = 10 * time.Second
+
+// maxFeaturesOutput bounds what a misbehaving runtime can make us buffer;
+// runc's document is about 2 KiB.
+const maxFeaturesOutput = 1 << 20
+
+// DetectFeatures runs `<runtimePath> features` and returns the OCI features
+// document it prints. Runtimes older than the command (runc < 1.1) fail
+// here; callers treat that as "no optional feature", never as a fatal
+// error, because kubelet only needs the answer to be truthful.
+func DetectFeatures(ctx context.Context, runtimePath string) (*features.Features, error) {
+	ctx, cancel := context.WithTimeout(ctx, FeaturesTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, runtimePath, "features")
+	cmd.WaitDelay = commandWaitDelay
+	var stdout, stderr limitedBuffer
+	stdout.max, stderr.max = maxFeaturesOutput, 4096
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s features: no answer in time: %w", runtimePath, ctx.Err())
+		}
+		return nil, fmt.Errorf("%s features: %w: %s", runtimePath, err, strings.TrimSpace(stderr.String()))
+	}
+	if stdout.truncated {
+		return nil, fmt.Errorf("%s features: output larger than %d bytes", runtimePath, maxFeaturesOutput)
+	}
+	var f features.Features
+	if err := json.Unmarshal(stdout.Bytes(), &f); err != nil {
+		return nil, fmt.Errorf("%s features: parse output: %w", runtimePath, err)
+	}
+	return &f, nil
+}
+
+// limitedBuffer keeps the first max bytes written and drops the rest, so
+// the child never blocks on a full pipe. It holds its buffer in a field, not
+// embedded: an embedded bytes.Buffer's ReadFrom would let io.Copy bypass
+// the limit.
+type limitedBuffer struct {
+	buf       bytes.Buffer
+	max       int
+	truncated bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); room < len(p) {
+		b.truncated = true
+		if room > 0 {
+			b.buf.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
+func (b *limitedBuffer) String() string { return b.buf.String() }
