@@ -11,6 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
@@ -25,6 +28,9 @@ type StreamIO struct {
 	Terminal bool
 	// Winch, with Terminal, tells runc the caller's terminal was resized.
 	Winch <-chan struct{}
+	// Width and Height, with Terminal, size the command's terminal from
+	// its creation on, before the command runs (0: runc's default).
+	Width, Height uint16
 }
 
 // ExecStream runs cmd in the container with `runc exec` wired to s and
@@ -44,6 +50,9 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, cmdline []string, s
 		return -1, err
 	}
 	proc.Terminal = s.Terminal
+	if s.Terminal && s.Width > 0 && s.Height > 0 {
+		proc.ConsoleSize = &specs.Box{Width: uint(s.Width), Height: uint(s.Height)}
+	}
 	dir, err := os.MkdirTemp(r.ctrDir(id), "exec-")
 	if errors.Is(err, fs.ErrNotExist) {
 		return -1, errdefs.NotFound("container %s: no state in %s", id, r.cfg.Handler)
@@ -78,16 +87,7 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, cmdline []string, s
 	runcDone := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(runcDone) }()
 	if s.Terminal && s.Winch != nil {
-		go func() {
-			for {
-				select {
-				case <-s.Winch:
-					_ = cmd.Process.Signal(syscall.SIGWINCH)
-				case <-runcDone:
-					return
-				}
-			}
-		}()
+		go forwardWinch(cmd.Process, pidPath, s.Winch, runcDone)
 	}
 	select {
 	case <-runcDone:
@@ -110,4 +110,30 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, cmdline []string, s
 		}
 	}
 	return -1, fmt.Errorf("exec in %s: runtime ended with %v", id, cmd.ProcessState)
+}
+
+// forwardWinch tells runc of terminal resizes. runc ignores SIGWINCH until
+// its signal handler is installed, which is before it writes the pid file;
+// a resize that comes earlier would be lost, so one SIGWINCH follows the pid
+// file: runc then reads the terminal's size as it is by now.
+func forwardWinch(p *os.Process, pidPath string, winch <-chan struct{}, runcDone <-chan struct{}) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second) // runcDone comes first in practice
+	for ready := false; ; {
+		select {
+		case <-winch:
+			_ = p.Signal(syscall.SIGWINCH)
+		case <-tick.C:
+			if !ready {
+				if _, err := os.Stat(pidPath); err == nil || time.Now().After(deadline) {
+					ready = true
+					tick.Stop()
+					_ = p.Signal(syscall.SIGWINCH)
+				}
+			}
+		case <-runcDone:
+			return
+		}
+	}
 }

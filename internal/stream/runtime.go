@@ -105,12 +105,15 @@ func (r *Runtime) execTTY(ctx context.Context, id string, cmd []string, in io.Re
 
 	// Clients send the terminal size first thing. runc reads the size once
 	// as it starts and listens for SIGWINCH only later, so a size that
-	// arrives in between is lost: take the first one before starting runc.
+	// arrives in between is lost: take the first one before starting runc,
+	// which gives it to the command's terminal as it creates it.
+	var first remotecommandserver.TerminalSize
 	if resize != nil {
 		select {
 		case sz, ok := <-resize:
 			if ok {
 				_ = p.setSize(sz.Width, sz.Height)
+				first = sz
 			}
 		case <-time.After(initialSizeWait):
 		case <-ctx.Done():
@@ -155,7 +158,8 @@ func (r *Runtime) execTTY(ctx context.Context, id string, cmd []string, in io.Re
 		_, _ = io.Copy(out, p.main)
 	}()
 
-	code, err := r.containers.Exec(ctx, id, cmd, oci.StreamIO{Stdin: replica, Stdout: replica, Stderr: replica, Terminal: true, Winch: winch})
+	code, err := r.containers.Exec(ctx, id, cmd, oci.StreamIO{Stdin: replica, Stdout: replica, Stderr: replica, Terminal: true, Winch: winch,
+		Width: first.Width, Height: first.Height})
 	// With the last replica closed, reads of main return what runc wrote
 	// and then fail, which ends the copy; a background process holding
 	// runc's relay is not waited for beyond ttyDrainTimeout.

@@ -103,8 +103,9 @@ func TestCLIStreamingVerbs(t *testing.T) {
 	t.Run("exec -it starts with the caller's terminal size", func(t *testing.T) {
 		master, slave := openPTY(t)
 		setWinsize(t, slave, 91, 27)
-		// runc sizes the terminal just after it starts the process: the
-		// script waits for that, without any resize from the client.
+		// The command's terminal has the caller's size from the start,
+		// with no later resize from the client (the loop only tolerates a
+		// slow start).
 		cmd := cradle("exec", "-it", webID, "sh", "-c",
 			`for i in $(seq 100); do s=$(stty size 2>/dev/null) && [ "$s" != "0 0" ] && break; sleep 0.05; done; echo "size:$s"`)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
