@@ -27,6 +27,16 @@ func (m *Manager) AttachSocket(id string) (string, error) {
 	return rt.AttachSocketPath(id), nil
 }
 
+// ResizeTerminal sets the size of a running tty container's terminal,
+// through its monitor.
+func (m *Manager) ResizeTerminal(id string, width, height uint16) error {
+	rt, err := m.runningRuntime(id)
+	if err != nil {
+		return err
+	}
+	return rt.ResizeTerminal(id, width, height)
+}
+
 func (m *Manager) runningRuntime(id string) (*oci.Runtime, error) {
 	c, err := m.get(id)
 	if err != nil {

@@ -26,6 +26,8 @@ type Containers interface {
 	Exec(ctx context.Context, id string, cmd []string, s oci.StreamIO) (int, error)
 	// AttachSocket is the running container's conmon attach socket.
 	AttachSocket(id string) (string, error)
+	// ResizeTerminal resizes a running tty container's terminal.
+	ResizeTerminal(id string, width, height uint16) error
 }
 
 // Pods is what streaming needs of the pod manager.
@@ -175,8 +177,9 @@ func (r *Runtime) execTTY(ctx context.Context, id string, cmd []string, in io.Re
 // Attach connects to the container's conmon attach socket: its output
 // packets go to out/errw and stdin (if any) is written back to conmon,
 // which feeds it to the container when it was created with stdin.
-// Resizing a tty container is left to the CRI's UpdateContainerResources
-// path; resize events are consumed so the client never blocks.
+// For a tty container, resize events go to conmon, which sizes the
+// container's terminal; otherwise they are drained so the client never
+// blocks.
 func (r *Runtime) Attach(ctx context.Context, containerID string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
 	path, err := r.containers.AttachSocket(containerID)
 	if err != nil {
@@ -191,7 +194,13 @@ func (r *Runtime) Attach(ctx context.Context, containerID string, in io.Reader, 
 	defer stop()
 	if resize != nil {
 		go func() {
-			for range resize {
+			for sz := range resize {
+				if !tty || sz.Width == 0 || sz.Height == 0 {
+					continue
+				}
+				// An error means the container has just exited: the
+				// attach ends with its output.
+				_ = r.containers.ResizeTerminal(containerID, sz.Width, sz.Height)
 			}
 		}()
 	}
