@@ -85,6 +85,7 @@ type Manager struct {
 	mu         sync.RWMutex
 	containers map[string]*ctr
 	names      map[string]*reservation // by sandbox ID + "/" + name
+	gates      sandboxGates
 
 	ctx    context.Context // cancelled by Close: ends the exit watchers
 	cancel context.CancelFunc

@@ -26,6 +26,18 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	if err := validateConfig(cfg); err != nil {
 		return "", err
 	}
+	// Entered before the readiness check: a StopPodSandbox from here on
+	// cancels this create and waits for it (see sandboxGates).
+	stopped, leave, err := m.gates.enter(sandboxID)
+	if err != nil {
+		return "", err
+	}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			leave()
+		}
+	}()
 	sb, err := m.cfg.Sandboxes.Sandbox(sandboxID)
 	if err != nil {
 		return "", err
@@ -53,15 +65,19 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 		return "", err
 	}
 	if first {
+		handedOff = true
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
+			defer leave()
 			req := &request{sb: sb, pod: sandboxCfg, cfg: cfg, name: name, hash: hash, data: data}
 			// Not the caller's ctx: a retry waits for this result.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oci.DefaultCreateTimeout)
 			defer cancel()
 			stop := context.AfterFunc(m.ctx, cancel) // but Close ends it
 			defer stop()
+			stopPod := context.AfterFunc(stopped, cancel) // and so does the pod's stop
+			defer stopPod()
 			id, err := m.create(cctx, req)
 			m.settle(key, r, id, err)
 		}()

@@ -54,10 +54,12 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if req.PodSandboxId == "" {
 		return nil, errdefs.InvalidArgument("RemovePodSandbox: pod sandbox ID is required")
 	}
+	podID := ""
 	if s.containers != nil {
 		// The pod's containers go first; the sandbox's Remove stops it,
 		// which stops them, but only removing them frees their disk.
 		if sb, err := s.pods.Get(req.PodSandboxId); err == nil {
+			podID = sb.ID
 			if err := s.containers.RemoveSandbox(ctx, sb.ID); err != nil {
 				return nil, err
 			}
@@ -65,6 +67,9 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	}
 	if err := s.pods.Remove(ctx, req.PodSandboxId); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
+	}
+	if podID != "" {
+		s.containers.SandboxRemoved(podID)
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
