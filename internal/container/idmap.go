@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -128,21 +127,7 @@ func mountRootfsIdmapped(dir, target string, lowers []string, u *usernsInfo) (er
 			return err
 		}
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// As in mountRootfs: a private working directory, thread discarded.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("unshare fs: %w", err)
-			return
-		}
-		if err := unix.Chdir(stage); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("overlay", target, "overlay", 0, data)
-	}()
-	if err := <-errc; err != nil {
+	if err := mountOverlayIn(stage, target, 0, data); err != nil {
 		return fmt.Errorf("mount idmapped rootfs overlay at %s: %w", target, err)
 	}
 	return nil

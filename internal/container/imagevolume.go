@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -201,22 +200,7 @@ func mountImage(linkDir, target string, lowers []string) error {
 	if len(data) >= maxMountData {
 		return errdefs.InvalidArgument("image has too many layers (%d) for an overlay mount", len(lowers))
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread, with its private working directory,
-		// exits with the goroutine.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("unshare fs: %w", err)
-			return
-		}
-		if err := unix.Chdir(linkDir); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("overlay", target, "overlay", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, data)
-	}()
-	if err := <-errc; err != nil {
+	if err := mountOverlayIn(linkDir, target, unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, data); err != nil {
 		return fmt.Errorf("mount image overlay at %s: %w", target, err)
 	}
 	return nil

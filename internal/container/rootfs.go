@@ -70,6 +70,17 @@ func mountRootfs(dir, target string, lowers []string) error {
 	if len(data) >= maxMountData {
 		return errdefs.InvalidArgument("image has too many layers (%d) for an overlay mount", len(lowers))
 	}
+	if err := mountOverlayIn(dir, target, 0, data); err != nil {
+		return fmt.Errorf("mount rootfs overlay at %s: %w", target, err)
+	}
+	return nil
+}
+
+// mountOverlayIn mounts an overlay whose options name directories relative
+// to dir: short relative paths keep hundreds of layers within the one page
+// the kernel takes for mount data. The chdir happens on a thread of its
+// own (unshared fs) so the daemon's working directory never moves.
+func mountOverlayIn(dir, target string, flags uintptr, data string) error {
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the goroutine's thread, with its private working
@@ -83,12 +94,9 @@ func mountRootfs(dir, target string, lowers []string) error {
 			errc <- err
 			return
 		}
-		errc <- unix.Mount("overlay", target, "overlay", 0, data)
+		errc <- unix.Mount("overlay", target, "overlay", flags, data)
 	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("mount rootfs overlay at %s: %w", target, err)
-	}
-	return nil
+	return <-errc
 }
 
 // isMounted says whether something is mounted at dir: a mount point has
