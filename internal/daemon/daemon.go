@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		State:          cfg.State,
 		CNI:            network,
 		ShmSize:        cfg.Runtime.PodShmSize,
-		Init:           podInit{rt: runtimes[cfg.Runtime.DefaultHandler]},
+		Init:           podInit{runtimes: runtimes, defaultHandler: cfg.Runtime.DefaultHandler},
 		Node:           node,
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
 		Events:         evs.Sandbox,

@@ -17,33 +17,56 @@ import (
 const initStopTimeout = 30 * time.Second
 
 // podInit runs the catatonit init of pods that share one PID namespace, on
-// the default runtime, under the sandbox's ID. The sandbox package has
-// already written the bundle.
-type podInit struct{ rt *oci.Runtime }
+// the pod's own runtime handler (the containers join its PID namespace, so
+// it must live where they do), under the sandbox's ID. The sandbox package
+// has already written the bundle.
+type podInit struct {
+	runtimes       map[string]*oci.Runtime
+	defaultHandler string
+}
 
-func (p podInit) Start(ctx context.Context, id, bundle string, _ *specs.Spec) (int, error) {
-	pid, err := p.rt.Create(ctx, oci.CreateOpts{ID: id, Bundle: bundle, LogPath: filepath.Join(bundle, "init.log")})
+func (p podInit) runtime(handler string) (*oci.Runtime, error) {
+	if handler == "" {
+		handler = p.defaultHandler
+	}
+	rt := p.runtimes[handler]
+	if rt == nil {
+		return nil, errdefs.FailedPrecondition("pod init: runtime handler %q is not available", handler)
+	}
+	return rt, nil
+}
+
+func (p podInit) Start(ctx context.Context, handler, id, bundle string, _ *specs.Spec) (int, error) {
+	rt, err := p.runtime(handler)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := rt.Create(ctx, oci.CreateOpts{ID: id, Bundle: bundle, LogPath: filepath.Join(bundle, "init.log")})
 	if err != nil {
 		return 0, fmt.Errorf("create pod init: %w", err)
 	}
-	if err := p.rt.Start(ctx, id); err != nil {
-		_ = p.rt.Delete(context.WithoutCancel(ctx), id, true)
+	if err := rt.Start(ctx, id); err != nil {
+		_ = rt.Delete(context.WithoutCancel(ctx), id, true)
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
 	return pid, nil
 }
 
 // Stop kills the init and removes it; an init already gone is success.
-func (p podInit) Stop(ctx context.Context, id string) error {
-	if err := p.rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+func (p podInit) Stop(ctx context.Context, handler, id string) error {
+	rt, err := p.runtime(handler)
+	if err != nil {
+		return err
+	}
+	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("kill pod init: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, initStopTimeout)
 	defer cancel()
-	if _, err := p.rt.WaitExit(wctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := rt.WaitExit(wctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("wait for pod init: %w", err)
 	}
-	if err := p.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("delete pod init: %w", err)
 	}
 	return nil

@@ -16,14 +16,16 @@ import (
 
 // InitRunner runs the init process (catatonit) of a pod that shares one PID
 // namespace; the OCI runtime package implements it. Both calls are keyed by
-// the sandbox ID.
+// the sandbox ID and name the pod's RuntimeClass handler ("" = the
+// default): the init must run where the pod's containers will, so that
+// they can join its PID namespace.
 type InitRunner interface {
 	// Start creates and starts the init from the OCI bundle at bundle
 	// (config.json is spec, written there already) and returns its PID.
-	Start(ctx context.Context, id, bundle string, spec *specs.Spec) (pid int, err error)
+	Start(ctx context.Context, handler, id, bundle string, spec *specs.Spec) (pid int, err error)
 	// Stop kills and deletes the init. It is idempotent: an init that does
 	// not exist (any more) is not an error.
-	Stop(ctx context.Context, id string) error
+	Stop(ctx context.Context, handler, id string) error
 }
 
 func sharesPID(cfg *runtimeapi.PodSandboxConfig) bool {
@@ -57,7 +59,7 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), b, 0o600, false); err != nil {
 		return 0, fmt.Errorf("pod init bundle: %w", err)
 	}
-	pid, err := m.cfg.Init.Start(ctx, p.id, bundle, s)
+	pid, err := m.cfg.Init.Start(ctx, p.rec.Handler, p.id, bundle, s)
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
@@ -72,7 +74,7 @@ func (m *Manager) stopInit(ctx context.Context, p *pod) error {
 	if m.cfg.Init == nil {
 		return errdefs.FailedPrecondition("pod %s has an init process but no init runner is configured to stop it", p.id)
 	}
-	if err := m.cfg.Init.Stop(ctx, p.id); err != nil {
+	if err := m.cfg.Init.Stop(ctx, p.rec.Handler, p.id); err != nil {
 		return fmt.Errorf("stop pod init: %w", err)
 	}
 	p.rec.InitStarted, p.rec.InitPID = false, 0

@@ -25,21 +25,32 @@ type fakeInit struct {
 	bundles   map[string]string
 	stops     []string
 	failStart error
+	// handlers is the handler each init was started on; a Stop on another
+	// one is noted in stopHandlerMismatch.
+	handlers            map[string]string
+	stopHandlerMismatch []string
 }
 
-func (f *fakeInit) Start(ctx context.Context, id, bundle string, s *specs.Spec) (int, error) {
+func (f *fakeInit) Start(ctx context.Context, handler, id, bundle string, s *specs.Spec) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.specs[id], f.bundles[id] = s, bundle
+	if f.handlers == nil {
+		f.handlers = map[string]string{}
+	}
+	f.handlers[id] = handler
 	if f.failStart != nil {
 		return 0, f.failStart
 	}
 	return 4242, nil
 }
 
-func (f *fakeInit) Stop(ctx context.Context, id string) error {
+func (f *fakeInit) Stop(ctx context.Context, handler, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if want := f.handlers[id]; want != handler {
+		f.stopHandlerMismatch = append(f.stopHandlerMismatch, id+": started on "+want+", stopped on "+handler)
+	}
 	f.stops = append(f.stops, id)
 	return nil
 }
@@ -165,4 +176,31 @@ func TestInitNeedsNode(t *testing.T) {
 	e.cfg.Init = &fakeInit{}
 	_, err := New(context.Background(), e.cfg)
 	wantKind(t, err, errdefs.ErrInvalidArgument)
+}
+
+// The init runs on the pod's own RuntimeClass handler, where its
+// containers run, and is stopped there.
+func TestInitRunsOnThePodsHandler(t *testing.T) {
+	e := newEnv(t, false)
+	f := withInit(t, e)
+	m := e.manager(t)
+	ctx := context.Background()
+	id, err := m.Run(ctx, sharedPIDPod("kata"), "kata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	got := f.handlers[id]
+	f.mu.Unlock()
+	if got != "kata" {
+		t.Fatalf("init started on handler %q, want the pod's %q", got, "kata")
+	}
+	if err := m.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.stops) != 1 || len(f.stopHandlerMismatch) != 0 {
+		t.Fatalf("stops %v, handler mismatches %v", f.stops, f.stopHandlerMismatch)
+	}
 }
