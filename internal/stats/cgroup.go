@@ -130,11 +130,54 @@ func (h Hierarchy) Read(cgroupsPath string) (CgroupStats, error) {
 		err error
 	)
 	if h.V2 {
-		err = h.readV2(cgroupsPath, &s)
+		err = h.readV2(cgroupsPath, &s, kvFiles{})
 	} else {
-		err = h.readV1(cgroupsPath, &s)
+		err = h.readV1(cgroupsPath, &s, kvFiles{})
 	}
 	return s, notFound(cgroupsPath, err)
+}
+
+// CgroupSample is a cgroup's stats and its details, read together.
+type CgroupSample struct {
+	Stats  CgroupStats
+	Detail Detail
+	// DetailErr is why the details could not be read; the stats stand.
+	DetailErr error
+}
+
+// Sample reads the cgroup's stats and its details in one pass: files both
+// need (memory.stat, cpu.stat) are read once. A cgroup that does not exist
+// is ErrNotFound.
+func (h Hierarchy) Sample(cgroupsPath string) (CgroupSample, error) {
+	var (
+		s   CgroupSample
+		err error
+	)
+	kv := kvFiles{}
+	if h.V2 {
+		err = h.readV2(cgroupsPath, &s.Stats, kv)
+	} else {
+		err = h.readV1(cgroupsPath, &s.Stats, kv)
+	}
+	if err != nil {
+		return CgroupSample{}, notFound(cgroupsPath, err)
+	}
+	s.Detail, s.DetailErr = h.readDetail(cgroupsPath, kv)
+	return s, nil
+}
+
+// kvFiles holds the "key value" files one sample has parsed, by path.
+type kvFiles map[string]map[string]uint64
+
+func (k kvFiles) read(file string) (map[string]uint64, error) {
+	if m, ok := k[file]; ok {
+		return m, nil
+	}
+	m, err := readKV(file)
+	if err == nil {
+		k[file] = m
+	}
+	return m, err
 }
 
 // notFound turns a missing cgroup file into ErrNotFound: the cgroup is gone.
@@ -149,7 +192,7 @@ func fmtErr(dir, name string, err error) error {
 	return fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
 }
 
-func (h Hierarchy) readV1(p string, s *CgroupStats) error {
+func (h Hierarchy) readV1(p string, s *CgroupStats, kv kvFiles) error {
 	cpu, err := h.dir(p, "cpuacct")
 	if err != nil {
 		return err
@@ -164,7 +207,7 @@ func (h Hierarchy) readV1(p string, s *CgroupStats) error {
 	if s.MemoryUsage, err = readUint(filepath.Join(mem, "memory.usage_in_bytes")); err != nil {
 		return err
 	}
-	st, err := readKV(filepath.Join(mem, "memory.stat"))
+	st, err := kv.read(filepath.Join(mem, "memory.stat"))
 	if err != nil {
 		return err
 	}
@@ -186,12 +229,12 @@ func (h Hierarchy) readV1(p string, s *CgroupStats) error {
 	return nil
 }
 
-func (h Hierarchy) readV2(p string, s *CgroupStats) error {
+func (h Hierarchy) readV2(p string, s *CgroupStats, kv kvFiles) error {
 	dir, err := h.dir(p, "")
 	if err != nil {
 		return err
 	}
-	cpu, err := readKV(filepath.Join(dir, "cpu.stat"))
+	cpu, err := kv.read(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
 		return err
 	}
@@ -199,7 +242,7 @@ func (h Hierarchy) readV2(p string, s *CgroupStats) error {
 	if s.MemoryUsage, err = readUint(filepath.Join(dir, "memory.current")); err != nil {
 		return err
 	}
-	st, err := readKV(filepath.Join(dir, "memory.stat"))
+	st, err := kv.read(filepath.Join(dir, "memory.stat"))
 	if err != nil {
 		return err
 	}

@@ -190,13 +190,11 @@ func (c *Collector) sample(t Target) (Sample, error) {
 		cg, err := c.src.Cgroup(t.CgroupsPath)
 		switch {
 		case err == nil:
-			s.Cgroup, s.HasCgroup = cg, true
+			s.Cgroup, s.HasCgroup = cg.Stats, true
+			s.Detail, s.HasDetail = c.detail(t.ID, cg)
 		case !errors.Is(err, errdefs.ErrNotFound):
 			return Sample{}, err
 		}
-	}
-	if s.HasCgroup {
-		s.Detail, s.HasDetail = c.detail(t.ID, t.CgroupsPath)
 	}
 	if s.HasCgroup && hadPrev && prev.HasCgroup && s.Cgroup.CPUUsageNanos >= prev.Cgroup.CPUUsageNanos {
 		if dt := now.Sub(prev.Timestamp); dt > 0 {
@@ -240,13 +238,13 @@ func (c *Collector) Forget(id string) {
 	c.mu.Unlock()
 }
 
-// detail reads the metrics-only figures; failing them must not cost the
-// CPU and memory stats kubelet depends on, so a failure is logged only.
-func (c *Collector) detail(id, cgroupsPath string) (Detail, bool) {
-	d, err := c.src.Detail(cgroupsPath)
-	if err != nil {
-		c.cfg.Log.Debug("reading cgroup details failed", "id", id, "err", err)
+// detail takes the metrics-only figures of a sample; failing them must not
+// cost the CPU and memory stats kubelet depends on, so a failure is logged
+// only.
+func (c *Collector) detail(id string, cg CgroupSample) (Detail, bool) {
+	if cg.DetailErr != nil {
+		c.cfg.Log.Debug("reading cgroup details failed", "id", id, "err", cg.DetailErr)
 		return Detail{}, false
 	}
-	return d, true
+	return cg.Detail, true
 }

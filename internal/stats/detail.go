@@ -52,14 +52,18 @@ const noQuota = -1
 // ReadDetail reads the Detail of the cgroup at cgroupsPath. Like Read, a
 // cgroup that does not exist is ErrNotFound.
 func (h Hierarchy) ReadDetail(cgroupsPath string) (Detail, error) {
+	return h.readDetail(cgroupsPath, kvFiles{})
+}
+
+func (h Hierarchy) readDetail(cgroupsPath string, kv kvFiles) (Detail, error) {
 	var (
 		d   Detail
 		err error
 	)
 	if h.V2 {
-		err = h.detailV2(cgroupsPath, &d)
+		err = h.detailV2(cgroupsPath, &d, kv)
 	} else {
-		err = h.detailV1(cgroupsPath, &d)
+		err = h.detailV1(cgroupsPath, &d, kv)
 	}
 	if err != nil {
 		return d, notFound(cgroupsPath, err)
@@ -106,7 +110,7 @@ func (h Hierarchy) readPressure(cgroupsPath string) (cpu, mem, io *PSI, err erro
 	return out[0], out[1], out[2], nil
 }
 
-func (h Hierarchy) detailV1(p string, d *Detail) error {
+func (h Hierarchy) detailV1(p string, d *Detail, kv kvFiles) error {
 	dirs := map[string]string{}
 	for _, ctrl := range []string{"cpu", "cpuacct", "memory", "pids", "blkio"} {
 		dir, err := h.dir(p, ctrl)
@@ -121,7 +125,7 @@ func (h Hierarchy) detailV1(p string, d *Detail) error {
 	}
 	// cpuacct.stat counts USER_HZ ticks, which Linux fixes at 100 per second.
 	d.CPUUserNanos, d.CPUSystemNanos = acct["user"]*1e7, acct["system"]*1e7
-	cpu, err := readKV(filepath.Join(dirs["cpu"], "cpu.stat"))
+	cpu, err := kv.read(filepath.Join(dirs["cpu"], "cpu.stat"))
 	if err != nil {
 		return err
 	}
@@ -137,7 +141,7 @@ func (h Hierarchy) detailV1(p string, d *Detail) error {
 	}
 
 	mem := dirs["memory"]
-	st, err := readKV(filepath.Join(mem, "memory.stat"))
+	st, err := kv.read(filepath.Join(mem, "memory.stat"))
 	if err != nil {
 		return err
 	}
@@ -182,12 +186,12 @@ func (h Hierarchy) detailV1(p string, d *Detail) error {
 	return nil
 }
 
-func (h Hierarchy) detailV2(p string, d *Detail) error {
+func (h Hierarchy) detailV2(p string, d *Detail, kv kvFiles) error {
 	dir, err := h.dir(p, "")
 	if err != nil {
 		return err
 	}
-	cpu, err := readKV(filepath.Join(dir, "cpu.stat"))
+	cpu, err := kv.read(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
 		return err
 	}
@@ -197,7 +201,7 @@ func (h Hierarchy) detailV2(p string, d *Detail) error {
 		return err
 	}
 
-	st, err := readKV(filepath.Join(dir, "memory.stat"))
+	st, err := kv.read(filepath.Join(dir, "memory.stat"))
 	if err != nil {
 		return err
 	}

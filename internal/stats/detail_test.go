@@ -144,3 +144,36 @@ func TestSystemdSliceParent(t *testing.T) {
 		t.Fatalf("malformed slice: %v", err)
 	}
 }
+
+// Sample is Read and ReadDetail in one pass; details that cannot be read
+// leave the stats standing.
+func TestSampleReadsStatsAndDetailTogether(t *testing.T) {
+	root := v1DetailTree(t)
+	h := Hierarchy{Root: root}
+	s, err := h.Sample("/pod/c1")
+	if err != nil || s.DetailErr != nil {
+		t.Fatal(err, s.DetailErr)
+	}
+	stats, err := h.Read("/pod/c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := h.ReadDetail("/pod/c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Stats != stats || s.Detail.Cache != d.Cache || s.Detail.CPUShares != d.CPUShares || s.Detail.OOMKills != d.OOMKills {
+		t.Fatalf("Sample = %+v\nwant stats %+v and detail %+v", s, stats, d)
+	}
+
+	if err := os.Remove(root + "/cpuacct/pod/c1/cpuacct.stat"); err != nil {
+		t.Fatal(err)
+	}
+	s, err = h.Sample("/pod/c1")
+	if err != nil || s.DetailErr == nil || s.Stats != stats {
+		t.Fatalf("without cpuacct.stat: %+v, %v; want the stats and a detail error", s, err)
+	}
+	if _, err := h.Sample("/pod/gone"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("missing cgroup: %v", err)
+	}
+}

@@ -96,8 +96,8 @@ func (c *Collector) samplePod(t PodTarget, withNetwork bool) (PodSample, error) 
 		cg, err := c.src.Cgroup(t.CgroupsPath)
 		switch {
 		case err == nil:
-			s.Cgroup, s.HasCgroup = cg, true
-			s.Detail, s.HasDetail = c.detail(t.ID, t.CgroupsPath)
+			s.Cgroup, s.HasCgroup = cg.Stats, true
+			s.Detail, s.HasDetail = c.detail(t.ID, cg)
 		case !errors.Is(err, errdefs.ErrNotFound):
 			return PodSample{}, err
 		}

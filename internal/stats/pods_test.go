@@ -30,27 +30,16 @@ func (f *fakeSource) setCgroup(p string, cg CgroupStats) {
 	f.mu.Unlock()
 }
 
-func (f *fakeSource) Cgroup(p string) (CgroupStats, error) {
+func (f *fakeSource) Cgroup(p string) (CgroupSample, error) {
 	f.reads.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cg, ok := f.cgroups[p]
 	if !ok {
-		return CgroupStats{}, errdefs.NotFound("cgroup %s", p)
-	}
-	return cg, nil
-}
-
-func (f *fakeSource) Detail(p string) (Detail, error) {
-	f.reads.Add(1)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cg, ok := f.cgroups[p]
-	if !ok {
-		return Detail{}, errdefs.NotFound("cgroup %s", p)
+		return CgroupSample{}, errdefs.NotFound("cgroup %s", p)
 	}
 	// One process per 1000 bytes of memory: arbitrary, but distinct per cgroup.
-	return Detail{Procs: ProcessStats{Processes: cg.MemoryUsage / 1000}}, nil
+	return CgroupSample{Stats: cg, Detail: Detail{Procs: ProcessStats{Processes: cg.MemoryUsage / 1000}}}, nil
 }
 
 func (f *fakeSource) Network(p string) ([]Interface, error) {
@@ -232,7 +221,7 @@ func TestCachedAnswersReadNothing(t *testing.T) {
 			t.Fatalf("on-demand pod sample: %+v, %v", s, err)
 		}
 	}
-	if n := src.reads.Load() - before; n != 3 { // cgroup, detail, network
+	if n := src.reads.Load() - before; n != 2 { // cgroup (stats and details in one pass), network
 		t.Fatalf("on-demand pod sample did %d reads, want 3", n)
 	}
 

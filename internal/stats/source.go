@@ -9,10 +9,9 @@ import (
 // Source is where the collector reads from: the kernel on a real host, a
 // counting fake in tests that prove an RPC costs no reads.
 type Source interface {
-	// Cgroup and Detail read the cgroup at a runtime-spec cgroupsPath;
-	// a missing cgroup is ErrNotFound.
-	Cgroup(cgroupsPath string) (CgroupStats, error)
-	Detail(cgroupsPath string) (Detail, error)
+	// Cgroup reads the cgroup at a runtime-spec cgroupsPath, stats and
+	// details together; a missing cgroup is ErrNotFound.
+	Cgroup(cgroupsPath string) (CgroupSample, error)
 	// Network reads the interfaces of a pinned network namespace.
 	Network(netnsPath string) ([]Interface, error)
 	// Layer walks a writable layer; Filesystem describes the filesystem
@@ -32,8 +31,7 @@ func HostSource(h Hierarchy) Source { return hostSource{h} }
 
 type hostSource struct{ h Hierarchy }
 
-func (s hostSource) Cgroup(p string) (CgroupStats, error)     { return s.h.Read(p) }
-func (s hostSource) Detail(p string) (Detail, error)          { return s.h.ReadDetail(p) }
+func (s hostSource) Cgroup(p string) (CgroupSample, error)    { return s.h.Sample(p) }
 func (s hostSource) Network(p string) ([]Interface, error)    { return ReadNetwork(p) }
 func (s hostSource) Layer(dir string) (uint64, uint64, error) { return fsusage.Walk(dir) }
 
