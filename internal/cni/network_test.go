@@ -20,11 +20,16 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/netns"
+	"github.com/cradle-runtime/cradle/internal/testnet"
 )
 
-const (
-	bridge4 = "cradletest0"
-	subnet4 = "10.88.77.0/24"
+// The bridges and subnets are this test process's own, so that two runs of
+// the package on one host do not share them.
+var (
+	lease4  = testnet.MustLease()
+	bridge4 = lease4.Bridge
+	subnet4 = lease4.V4.String()
+	lease6  = testnet.MustLease()
 )
 
 func TestSetupAndTeardown(t *testing.T) {
@@ -49,8 +54,8 @@ func TestSetupAndTeardown(t *testing.T) {
 	}
 	ip := ips[0]
 	i := slices.IndexFunc(res.IPs, func(x IP) bool { return x.Address.Addr() == ip })
-	if got := res.IPs[i]; got.Interface != IfName || got.Gateway != netip.MustParseAddr("10.88.77.1") || got.Address.Bits() != 24 {
-		t.Fatalf("pod IP entry = %+v, want on eth0 with gateway 10.88.77.1, /24", got)
+	if got := res.IPs[i]; got.Interface != IfName || got.Gateway != lease4.Gateway4() || got.Address.Bits() != 24 {
+		t.Fatalf("pod IP entry = %+v, want on eth0 with gateway %s, /24", got, lease4.Gateway4())
 	}
 	if !slices.ContainsFunc(res.Interfaces, func(x Interface) bool { return x.Name == IfName && x.Sandbox == pod.NetnsPath }) {
 		t.Fatalf("Interfaces = %+v: no eth0 in the sandbox", res.Interfaces)
@@ -88,7 +93,7 @@ func TestSetupAndTeardown(t *testing.T) {
 
 	// The pod reaches its gateway (the host side of the bridge).
 	if err := netns.Do(pod.NetnsPath, func() error {
-		c, err := net.DialTimeout("udp", "10.88.77.1:9", time.Second)
+		c, err := net.DialTimeout("udp", net.JoinHostPort(lease4.Gateway4().String(), "9"), time.Second)
 		if err == nil {
 			c.Close()
 		}
@@ -420,7 +425,7 @@ func TestPortMappingOnLoopback(t *testing.T) {
 		body = string(b)
 		return true
 	})
-	if !strings.HasPrefix(body, "pod "+podIP.String()+" saw 10.88.77.1:") {
+	if !strings.HasPrefix(body, "pod "+podIP.String()+" saw "+lease4.Gateway4().String()+":") {
 		t.Fatalf("answer %q: want it from the pod, with the connection masqueraded to the bridge address", body)
 	}
 
@@ -451,7 +456,7 @@ func TestDualStack(t *testing.T) {
 	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6"); err != nil || strings.TrimSpace(string(b)) != "0" {
 		t.Skip("IPv6 is disabled on this host")
 	}
-	const bridge6, sub4, sub6 = "cradletest6", "10.88.78.0/24", "fd88:78::/64"
+	bridge6, sub4, sub6 := lease6.Bridge, lease6.V4.String(), lease6.V6.String()
 	useBridge(t, bridge6, sub4, sub6)
 	e := newEnv(t)
 	e.writeConf(t, "10-test.conflist", e.bridgeNet(bridge6, []string{sub4, sub6}, loopbackPlugin))

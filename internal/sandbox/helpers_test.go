@@ -20,14 +20,21 @@ import (
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/netns"
+	"github.com/cradle-runtime/cradle/internal/testnet"
 )
 
 const (
 	systemPlugins = "/usr/lib/cni"
 	testNet       = "cradlesbtest"
-	testBridge    = "cradlesb0"
-	testSubnet4   = "10.88.91.0/24"
-	testSubnet6   = "fd88:91::/64"
+)
+
+// The bridge and subnets are this test process's own, so that two runs of
+// the package on one host do not share them.
+var (
+	testLease   = testnet.MustLease()
+	testBridge  = testLease.Bridge
+	testSubnet4 = testLease.V4.String()
+	testSubnet6 = testLease.V6.String()
 )
 
 // env is one test's directories and, with a network, its own CNI config,

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/cradle-runtime/cradle/internal/testnet"
 )
 
 // The pod's bandwidth annotations reach the CNI bandwidth plugin, which
@@ -24,12 +26,13 @@ func TestPodBandwidthAnnotationsShapeTraffic(t *testing.T) {
 		t.Skip("tc missing (apt-get install iproute2)")
 	}
 	d := newDaemonFiles(t, daemonOpts{})
-	const bridge = "cradleitbw0"
+	bwNet := testnet.MustLease()
+	bridge := bwNet.Bridge
 	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"cradle-it-bw","plugins":[
  {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":false,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.88.94.0/24"}]],"dataDir":%q}},
+  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
  {"type":"bandwidth","capabilities":{"bandwidth":true}},
- {"type":"loopback"}]}`, bridge, filepath.Join(d.dir, "ipam"))
+ {"type":"loopback"}]}`, bridge, bwNet.V4.String(), filepath.Join(d.dir, "ipam"))
 	dir := filepath.Join(d.dir, "cni")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -15,11 +15,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cradle-runtime/cradle/internal/testnet"
 )
 
-const (
-	testBridge = "cradleit0"
-	testSubnet = "10.88.93.0/24"
+// testNet is this test process's own bridge and subnet, so that two runs of
+// the suite on one host do not share a bridge.
+var (
+	testNet    = testnet.MustLease()
+	testBridge = testNet.Bridge
+	testSubnet = testNet.V4.String()
 )
 
 // withTestNetwork writes a bridge + host-local + portmap + loopback conflist

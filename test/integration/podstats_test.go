@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/testkit"
+	"github.com/cradle-runtime/cradle/internal/testnet"
 )
 
 // podCgroupParent gives a pod its own cgroup, as kubelet does, and removes
@@ -44,7 +45,8 @@ func TestPodSandboxStatsThroughCRI(t *testing.T) {
 	// at the same time on the shared test bridge could get the same IP
 	// and receive the traffic meant for this pod.
 	d := newDaemonFiles(t, daemonOpts{})
-	withNetwork(t, d, "cradleps0", "10.88.197.0/24")
+	psNet := testnet.MustLease()
+	withNetwork(t, d, psNet.Bridge, psNet.V4.String())
 	d.start()
 	ctx := context.Background()
 	if _, err := d.Images.PullImage(ctx, spec(imageName), nil, nil); err != nil {
