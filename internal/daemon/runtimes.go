@@ -57,7 +57,10 @@ func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon
 		ConmonPath:    conmon,
 		StateDir:      filepath.Join(cfg.State, "oci", name),
 		SystemdCgroup: cfg.Runtime.CgroupDriver == "systemd",
-		Logger:        log.With("component", "oci", "handler", name),
+		// Pod accounting covers the monitors, and stopping the daemon's
+		// service cgroup does not take them down.
+		MonitorCgroups: true,
+		Logger:         log.With("component", "oci", "handler", name),
 	})
 }
 

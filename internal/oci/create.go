@@ -76,6 +76,10 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 		}
 	}()
 
+	place, err := r.monitorPlacement(o)
+	if err != nil {
+		return 0, err
+	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -89,7 +93,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = commandWaitDelay
 	var startW *os.File
-	if o.PlaceMonitor != nil {
+	if place != nil {
 		var startR *os.File
 		if startR, startW, err = os.Pipe(); err != nil {
 			syncW.Close()
@@ -105,9 +109,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if err != nil {
 		return 0, fmt.Errorf("start conmon for %s: %w", o.ID, err)
 	}
-	if o.PlaceMonitor != nil {
+	if place != nil {
 		// conmon blocks reading the start pipe before it forks.
-		if perr := o.PlaceMonitor(cmd.Process.Pid); perr != nil {
+		if perr := place(cmd.Process.Pid); perr != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return 0, fmt.Errorf("place conmon of %s: %w", o.ID, perr)
@@ -139,6 +143,32 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	}
 	r.addMonitor(o.ID, monitorWatch)
 	return pid, nil
+}
+
+// monitorPlacement is what moves a new conmon, before it forks: into its
+// monitor cgroup (see monitorcgroup.go), then wherever o.PlaceMonitor says.
+// nil when neither applies.
+func (r *Runtime) monitorPlacement(o CreateOpts) (func(pid int) error, error) {
+	cg, err := r.monitorCgroupFor(o.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
+	}
+	if cg == "" {
+		return o.PlaceMonitor, nil
+	}
+	return func(pid int) error {
+		if err := r.placeMonitor(o.ID, cg, pid); err != nil {
+			if errors.Is(err, errMonitorRecord) {
+				return err
+			}
+			// Accounting is worth a warning, not a failed container.
+			r.log.Warn("conmon stays outside its monitor cgroup", "container", o.ID, "cgroup", cg, "err", err)
+		}
+		if o.PlaceMonitor != nil {
+			return o.PlaceMonitor(pid)
+		}
+		return nil
+	}, nil
 }
 
 func (r *Runtime) validateCreate(o CreateOpts) error {
@@ -267,7 +297,7 @@ func (r *Runtime) abortCreate(o CreateOpts, monitorWatch *pidWatch, deleteRuntim
 		monitorWatch.close()
 	}
 	if !deleteRuntime {
-		err := errors.Join(removeIfNotDir(r.attachLink(o.ID)), os.RemoveAll(r.ctrDir(o.ID)))
+		err := errors.Join(r.removeMonitorCgroup(o.ID), removeIfNotDir(r.attachLink(o.ID)), os.RemoveAll(r.ctrDir(o.ID)))
 		if err != nil {
 			r.log.Warn("clean up failed create", "container", o.ID, "err", err)
 		}

@@ -105,6 +105,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	r.stopMonitor(ctx, id)
+	// Before the state dir goes: it holds the record of the monitor cgroup.
+	if err := r.removeMonitorCgroup(id); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
 
 	// The bundle path is in the record, or else behind conmon's attach
 	// symlink (a create that crashed before writing the record).

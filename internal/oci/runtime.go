@@ -36,6 +36,9 @@ type Config struct {
 	// SystemdCgroup selects the systemd cgroup driver (--systemd-cgroup);
 	// the spec's cgroupsPath must then be "slice:prefix:name".
 	SystemdCgroup bool
+	// MonitorCgroups puts each conmon in a cgroup beside its container's,
+	// under the same parent (cgroupfs driver and absolute cgroupsPaths only).
+	MonitorCgroups bool
 	// Logger receives warnings about monitors and cleanup; nil discards.
 	Logger *slog.Logger
 }
