@@ -65,6 +65,10 @@ type daemon struct {
 	log     *bytes.Buffer
 	done    chan struct{}
 	exitErr error
+	// killOnCleanup is set by the first start: one cleanup, registered
+	// then, kills whichever process is current, so a restart in the middle
+	// of a test does not stop the daemon before the test's own cleanups.
+	killOnCleanup bool
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -87,6 +91,8 @@ func newDaemonFiles(t *testing.T, o daemonOpts) *daemon {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
+		// Runs after the daemon is killed and before dir goes.
+		t.Cleanup(func() { reapLeftovers(t, dir) })
 	}
 	d := &daemon{
 		t:      t,
@@ -135,12 +141,15 @@ func (d *daemon) start() {
 	}
 	d.done = make(chan struct{})
 	go func() { d.exitErr = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.kill()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.log.String())
-		}
-	})
+	if !d.killOnCleanup {
+		d.killOnCleanup = true
+		t.Cleanup(func() {
+			d.kill()
+			if t.Failed() {
+				t.Logf("daemon log:\n%s", d.log.String())
+			}
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
