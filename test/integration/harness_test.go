@@ -69,6 +69,9 @@ type daemon struct {
 	// then, kills whichever process is current, so a restart in the middle
 	// of a test does not stop the daemon before the test's own cleanups.
 	killOnCleanup bool
+	// tornDown: the daemon was alive at the end and removed every pod, so
+	// anything still mounted or running under dir is the daemon's leak.
+	tornDown bool
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -91,8 +94,6 @@ func newDaemonFiles(t *testing.T, o daemonOpts) *daemon {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		// Runs after the daemon is killed and before dir goes.
-		t.Cleanup(func() { reapLeftovers(t, dir) })
 	}
 	d := &daemon{
 		t:      t,
@@ -101,6 +102,10 @@ func newDaemonFiles(t *testing.T, o daemonOpts) *daemon {
 		state:  filepath.Join(dir, "state"),
 		socket: filepath.Join(dir, "cradle.sock"),
 		config: filepath.Join(dir, "cradle.toml"),
+	}
+	if o.dir == "" {
+		// Runs after the daemon is killed and before dir goes.
+		t.Cleanup(func() { reapLeftovers(t, dir, d.tornDown) })
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "certs.d"), 0o755); err != nil {
 		t.Fatal(err)
@@ -144,6 +149,7 @@ func (d *daemon) start() {
 	if !d.killOnCleanup {
 		d.killOnCleanup = true
 		t.Cleanup(func() {
+			d.tearDownPods()
 			d.kill()
 			if t.Failed() {
 				t.Logf("daemon log:\n%s", d.log.String())
