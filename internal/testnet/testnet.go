@@ -22,7 +22,7 @@ import (
 )
 
 // Slots is how many leases can be held on a host at once; each is a /24 of
-// 10.89.0.0/16 and a /64 of fd89::/48.
+// 10.150.0.0/16 and a /64 of fd0a:150::/48.
 const Slots = 200
 
 // LockDir holds one lock file per slot.
@@ -32,8 +32,8 @@ var LockDir = "/run/lock/cradle-testnet"
 type Net struct {
 	Slot   int
 	Bridge string       // at most 15 bytes, as Linux requires
-	V4     netip.Prefix // 10.89.<slot>.0/24
-	V6     netip.Prefix // fd89:0:0:<slot>::/64
+	V4     netip.Prefix // 10.150.<slot>.0/24
+	V6     netip.Prefix // fd0a:150:0:<slot>::/64
 }
 
 var (
@@ -86,8 +86,8 @@ func slotNet(slot int) Net {
 	return Net{
 		Slot:   slot,
 		Bridge: fmt.Sprintf("crtest%d", slot),
-		V4:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 89, byte(slot), 0}), 24),
-		V6:     netip.MustParsePrefix(fmt.Sprintf("fd89:0:0:%x::/64", slot)),
+		V4:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 150, byte(slot), 0}), 24),
+		V6:     netip.MustParsePrefix(fmt.Sprintf("fd0a:150:0:%x::/64", slot)),
 	}
 }
 

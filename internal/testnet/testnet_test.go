@@ -57,7 +57,7 @@ func TestSlotNetworksAreValid(t *testing.T) {
 			t.Fatalf("slot %d: %+v", slot, n)
 		}
 	}
-	if slotNet(10).V4.String() != "10.89.10.0/24" || slotNet(10).V6.String() != "fd89:0:0:a::/64" {
+	if slotNet(10).V4.String() != "10.150.10.0/24" || slotNet(10).V6.String() != "fd0a:150:0:a::/64" {
 		t.Fatalf("slot 10: %+v", slotNet(10))
 	}
 }
