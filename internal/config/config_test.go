@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,17 +22,32 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestDefaultsNeedNoFile(t *testing.T) {
-	l, err := Load(filepath.Join(t.TempDir(), "absent.toml"), Overrides{})
-	if err == nil {
-		t.Fatal("a named config file that is missing must fail")
+	dir := t.TempDir()
+	// No file anywhere: the built-in defaults, validated, and no file read.
+	l, err := load("", filepath.Join(dir, "cradle.toml"), Overrides{})
+	if err != nil {
+		t.Fatalf("start-up without any config file: %v", err)
 	}
-	// The built-in defaults validate on their own.
-	l = &Loaded{Config: Default(), origin: map[string]string{}}
-	if err := l.validate(); err != nil {
-		t.Fatalf("defaults do not validate: %v", err)
+	if !reflect.DeepEqual(l.Config, Default()) || len(l.Files) != 0 {
+		t.Fatalf("effective config without a file = %+v (files %v), want the defaults", l.Config, l.Files)
 	}
 	if l.Socket != DefaultSocket || l.Root != DefaultRoot || l.Runtime.CgroupDriver != "cgroupfs" {
 		t.Fatalf("unexpected defaults: %+v", l.Config)
+	}
+	if got := l.Origin("socket"); got != "built-in default" {
+		t.Errorf("origin of an unset key = %q", got)
+	}
+
+	// Drop-ins apply even when the main file is absent.
+	writeFile(t, filepath.Join(dir, "cradle.d", "50-level.toml"), "log_level = \"debug\"\n")
+	l, err = load("", filepath.Join(dir, "cradle.toml"), Overrides{})
+	if err != nil || l.LogLevel != "debug" {
+		t.Fatalf("drop-in without a main file: level=%v err=%v", l, err)
+	}
+
+	// A file named explicitly must exist.
+	if _, err := Load(filepath.Join(dir, "absent.toml"), Overrides{}); err == nil || !strings.Contains(err.Error(), "absent.toml") {
+		t.Fatalf("a named config file that is missing: err = %v", err)
 	}
 }
 
@@ -105,6 +121,7 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"url_ttl beyond the library's minute", "[stream]\nurl_ttl = \"2m\"\n", []string{"stream.url_ttl", "at most 1m"}},
 		{"zero url_ttl", "[stream]\nurl_ttl = \"0s\"\n", []string{"stream.url_ttl", "positive"}},
 		{"syntax", "root = \n", []string{"cradle.toml:1"}},
+		{"socket path too long", "socket = \"/run/" + strings.Repeat("s", 103) + "\"\n", []string{`"socket"`, "108 bytes long", "at most 107"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,5 +163,123 @@ func TestMarshalRoundTrips(t *testing.T) {
 	}
 	if back.Registry.StallTimeout != c.Registry.StallTimeout || back.Runtime.Handlers["runc"].Path != "runc" {
 		t.Errorf("round trip lost values: %+v", back)
+	}
+}
+
+// A drop-in's mistakes are reported against the drop-in, not the main file,
+// whether the decoder or the validation finds them.
+func TestDropInErrorsNameTheDropIn(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		want          []string
+	}{
+		{"unknown key", "[runtime]\ncgroup_drivr = \"systemd\"\n", []string{"unknown key", "runtime.cgroup_drivr", ":2:"}},
+		{"wrong type", "[cni]\nplugin_dirs = \"/bin\"\n", []string{"cni.plugin_dirs"}},
+		{"bad value", "[runtime]\ncgroup_driver = \"upstart\"\n", []string{"runtime.cgroup_driver", "cgroupfs or systemd"}},
+		{"syntax", "[runtime\n", []string{":1:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			main := filepath.Join(dir, "cradle.toml")
+			writeFile(t, main, "log_level = \"info\"\n")
+			writeFile(t, filepath.Join(dir, "cradle.d", "10-good.toml"), "log_level = \"warn\"\n")
+			bad := filepath.Join(dir, "cradle.d", "20-bad.toml")
+			writeFile(t, bad, tc.content)
+			_, err := Load(main, Overrides{})
+			if err == nil {
+				t.Fatal("a bad drop-in was accepted")
+			}
+			msg := err.Error()
+			for _, w := range append([]string{bad}, tc.want...) {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, main) || strings.Contains(msg, "10-good.toml") {
+				t.Errorf("error blames a file that is fine: %s", msg)
+			}
+		})
+	}
+}
+
+// Each flag beats the file and every drop-in, and is named as the origin.
+func TestEveryFlagOverridesTheFiles(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "cradle.toml")
+	writeFile(t, main, "root = \"/file/root\"\nstate = \"/file/state\"\nsocket = \"/file/s.sock\"\nlog_level = \"error\"\n")
+	writeFile(t, filepath.Join(dir, "cradle.d", "99.toml"), "root = \"/dropin/root\"\nsocket = \"/dropin/s.sock\"\n")
+	ov := Overrides{Root: "/flag/root", State: "/flag/state", Socket: "/flag/s.sock", LogLevel: "debug"}
+	l, err := Load(main, ov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ key, got, want, flag string }{
+		{"root", l.Root, ov.Root, "--root"},
+		{"state", l.State, ov.State, "--state"},
+		{"socket", l.Socket, ov.Socket, "--socket"},
+		{"log_level", l.LogLevel, ov.LogLevel, "--log-level"},
+	} {
+		if tc.got != tc.want || l.Origin(tc.key) != "flag "+tc.flag {
+			t.Errorf("%s = %q from %q, want %q from flag %s", tc.key, tc.got, l.Origin(tc.key), tc.want, tc.flag)
+		}
+	}
+	// Without flags the file values stand (the drop-in's where it sets them).
+	l, err = Load(main, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Root != "/dropin/root" || l.State != "/file/state" || l.Socket != "/dropin/s.sock" || l.LogLevel != "error" {
+		t.Errorf("file values = %+v", l.Config)
+	}
+	// A bad flag value is reported against the flag.
+	if _, err := Load(main, Overrides{State: "relative"}); err == nil || !strings.Contains(err.Error(), "flag --state") {
+		t.Errorf("relative --state: %v", err)
+	}
+}
+
+// What `cradle config` prints is a config file that loads back to the same
+// effective configuration, and prints the same again.
+func TestPrintedConfigLoadsBackUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "cradle.toml")
+	writeFile(t, main, `
+[registry]
+stall_timeout = "0s"
+max_concurrent_downloads = 3
+[cni]
+plugin_dirs = ["/a", "/b"]
+[stream]
+port = 10010
+tls_cert = "/etc/c.pem"
+tls_key = "/etc/k.pem"
+url_ttl = "30s"
+[runtime]
+default_handler = "crun"
+cgroup_driver = "systemd"
+[runtime.handlers.crun]
+path = "/usr/bin/crun"
+root = "/run/crun"
+`)
+	writeFile(t, filepath.Join(dir, "cradle.d", "10.toml"), "[runtime.handlers.\"kata.v2\"]\npath = \"/opt/kata\"\n")
+	l, err := Load(main, Overrides{Root: "/r", State: "/s", Socket: "/s/x.sock", LogLevel: "warn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	printed := filepath.Join(t.TempDir(), "printed.toml")
+	writeFile(t, printed, string(out))
+	back, err := Load(printed, Overrides{})
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back.Config, l.Config) {
+		t.Errorf("round trip changed the config:\n got %+v\nwant %+v", back.Config, l.Config)
+	}
+	again, _ := back.Marshal()
+	if string(again) != string(out) {
+		t.Errorf("printing the reloaded config differs:\n%s\nvs\n%s", again, out)
 	}
 }

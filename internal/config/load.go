@@ -75,9 +75,15 @@ func DropInDir(file string) string {
 // empty; a missing default file is fine, a missing named one is not), its
 // drop-ins and the overrides, then validates it.
 func Load(file string, ov Overrides) (*Loaded, error) {
+	return load(file, DefaultFile, ov)
+}
+
+// load is Load with the default file as a parameter, so tests can run the
+// "no file at all" path without depending on the host's /etc.
+func load(file, defaultFile string, ov Overrides) (*Loaded, error) {
 	explicit := file != ""
 	if !explicit {
-		file = DefaultFile
+		file = defaultFile
 	}
 	l := &Loaded{Config: Default(), origin: map[string]string{}}
 

@@ -9,6 +9,11 @@ import (
 	"time"
 )
 
+// maxSocketPath is the longest unix socket path: sun_path has 108 bytes,
+// one of them the terminating NUL. A longer one fails bind(2) with a bare
+// EINVAL that names neither the path nor the limit.
+const maxSocketPath = 107
+
 // validate checks every value and names the key and the file that set it.
 func (l *Loaded) validate() error {
 	c := &l.Config
@@ -24,6 +29,9 @@ func (l *Loaded) validate() error {
 	abs("root", c.Root)
 	abs("state", c.State)
 	abs("socket", c.Socket)
+	if len(c.Socket) > maxSocketPath {
+		bad("socket", "is %d bytes long; a unix socket path holds at most %d", len(c.Socket), maxSocketPath)
+	}
 	abs("registry.config_path", c.Registry.ConfigPath)
 	abs("cni.conf_dir", c.CNI.ConfDir)
 	for _, d := range c.CNI.PluginDirs {

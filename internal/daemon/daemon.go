@@ -54,6 +54,11 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return err
 	}
 	defer lock.release()
+	stateLock, err := lockState(cfg.State)
+	if err != nil {
+		return err
+	}
+	defer stateLock.release()
 
 	layers, err := layer.Open(filepath.Join(cfg.Root, "layers"))
 	if err != nil {

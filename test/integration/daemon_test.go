@@ -7,12 +7,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/config"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	remote "k8s.io/cri-client/pkg"
 )
 
 func TestDaemonServesVersionStatusRuntimeConfig(t *testing.T) {
@@ -121,7 +125,10 @@ func TestSecondDaemonOnSameRootRefuses(t *testing.T) {
 	if err := os.WriteFile(other, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binary(t), "daemon", "--config", other).CombinedOutput()
+	// Bounded: a daemon that wrongly starts would otherwise serve forever.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "daemon", "--config", other).CombinedOutput()
 	if err == nil {
 		t.Fatalf("second daemon started:\n%s", out)
 	}
@@ -129,6 +136,35 @@ func TestSecondDaemonOnSameRootRefuses(t *testing.T) {
 		t.Error(err)
 	}
 	// The first one is unharmed.
+	if _, err := d.Runtime.Version(context.Background(), "v1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A daemon on another root but the same state dir would take the first
+// one's pods and containers there for a crash's orphans: it must not start.
+func TestSecondDaemonOnSameStateRefuses(t *testing.T) {
+	needRoot(t)
+	d := startDaemon(t, daemonOpts{})
+	other := newDaemonFiles(t, daemonOpts{})
+	conf, _ := os.ReadFile(other.config)
+	conf = []byte(strings.Replace(string(conf), other.state, d.state, 1))
+	if err := os.WriteFile(other.config, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded: a daemon that wrongly starts would otherwise serve forever.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "daemon", "--config", other.config).CombinedOutput()
+	if err == nil {
+		t.Fatalf("second daemon on the same state dir started:\n%s", out)
+	}
+	if err := contains(string(out), "another cradle daemon", "state dir "+d.state); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(other.socket); !os.IsNotExist(err) {
+		t.Errorf("the refused daemon created its socket: %v", err)
+	}
 	if _, err := d.Runtime.Version(context.Background(), "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -189,23 +225,41 @@ func TestSIGTERMShutsDownCleanlyAndRestarts(t *testing.T) {
 func TestBadConfigFailsStartupNamingFileAndKey(t *testing.T) {
 	needRoot(t)
 	d := newDaemonFiles(t, daemonOpts{extraConfig: "[stream]\nprot = 10010\n"})
-	cmd := exec.Command(binary(t), "daemon", "--config", d.config)
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("daemon with a bad config did not exit")
+	failStart := func(wants ...string) {
+		t.Helper()
+		cmd := exec.Command(binary(t), "daemon", "--config", d.config)
+		done := make(chan struct{})
+		var out []byte
+		var err error
+		go func() { out, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("daemon with a bad config did not exit")
+		}
+		if err == nil {
+			t.Fatal("daemon started with a bad config")
+		}
+		if e := contains(string(out), wants...); e != nil {
+			t.Error(e)
+		}
+		if _, err := os.Stat(d.root); !os.IsNotExist(err) {
+			t.Errorf("a daemon refused by its config created its root: %v", err)
+		}
 	}
-	if err == nil {
-		t.Fatal("daemon started with an unknown key")
+	failStart(d.config, "stream.prot", "unknown key")
+
+	// A good main file with a bad drop-in: the drop-in is named.
+	d = newDaemonFiles(t, daemonOpts{})
+	dropIn := filepath.Join(config.DropInDir(d.config), "50-typo.toml")
+	if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if e := contains(string(out), d.config, "stream.prot", "unknown key"); e != nil {
-		t.Error(e)
+	if err := os.WriteFile(dropIn, []byte("[runtime]\ncgroup_driver = \"upstart\"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	failStart(dropIn, "runtime.cgroup_driver", "cgroupfs or systemd")
 }
 
 func TestConfigCommandPrintsEffectiveConfig(t *testing.T) {
@@ -216,5 +270,161 @@ func TestConfigCommandPrintsEffectiveConfig(t *testing.T) {
 	}
 	if e := contains(string(out), "root = '"+d.root+"'", "log_level = 'warn'", "[runtime.handlers.runc]", "stall_timeout"); e != nil {
 		t.Error(e)
+	}
+}
+
+// startRawDaemon runs `cradle daemon args...` under umask 077 (the socket's
+// mode must not depend on the caller's umask) and waits until it answers
+// Version on socket. It is stopped with SIGTERM at cleanup.
+func startRawDaemon(t *testing.T, socket string, args ...string) (*ptyReader, internalapi.RuntimeService) {
+	t.Helper()
+	log := &ptyReader{}
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `umask 077 && exec "$0" "$@"`, binary(t), "daemon"}, args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("daemon exited with %v after SIGTERM", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("daemon ignored SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", log.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		if rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+socket, 10*time.Second, nil, false); err == nil {
+			if _, err := rt.Version(ctx, "v1"); err == nil {
+				return log, rt
+			}
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("daemon exited during start-up: %v\n%s", err, log.String())
+		case <-ctx.Done():
+			t.Fatalf("daemon did not answer within 60s\n%s", log.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// With no config file anywhere the daemon runs on the built-in defaults
+// (only the directories come from flags, to stay off the host's), creates
+// the socket's directory and gives the socket mode 0660 under umask 077.
+func TestDaemonStartsWithoutConfigFile(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat(filepath.Dir(config.DefaultFile)); err == nil {
+		t.Skipf("%s exists on this host: the no-file start cannot be tested here", filepath.Dir(config.DefaultFile))
+	}
+	dir := t.TempDir()
+	root, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	socket := filepath.Join(dir, "not", "yet", "cradle.sock")
+	_, rt := startRawDaemon(t, socket, "--root", root, "--state", state, "--socket", socket)
+
+	fi, err := os.Stat(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode = %v, want a socket with 0660 despite umask 077", fi.Mode())
+	}
+	rc, err := rt.RuntimeConfig(context.Background())
+	if err != nil || rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_CGROUPFS {
+		t.Errorf("RuntimeConfig on defaults = %v, %v", rc, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cradle.lock")); err != nil {
+		t.Errorf("root lock not under --root: %v", err)
+	}
+
+	out, err := exec.Command(binary(t), "config").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cradle config without a file: %v\n%s", err, out)
+	}
+	if e := contains(string(out), "# no config file found: built-in defaults", "root = '"+config.DefaultRoot+"'",
+		"socket = '"+config.DefaultSocket+"'", "cgroup_driver = 'cgroupfs'"); e != nil {
+		t.Error(e)
+	}
+}
+
+// Every path flag and --log-level win over what the file says: nothing is
+// created where the file points.
+func TestDaemonFlagsOverrideTheFile(t *testing.T) {
+	needRoot(t)
+	d := newDaemonFiles(t, daemonOpts{})
+	conf, err := os.ReadFile(d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = []byte(strings.Replace(string(conf), `log_level = "debug"`, `log_level = "error"`, 1))
+	if err := os.WriteFile(d.config, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flags := filepath.Join(d.dir, "flags")
+	root, state, socket := filepath.Join(flags, "root"), filepath.Join(flags, "state"), filepath.Join(flags, "s.sock")
+	log, _ := startRawDaemon(t, socket, "--config", d.config,
+		"--root", root, "--state", state, "--socket", socket, "--log-level", "debug")
+
+	for _, p := range []string{d.root, d.state, d.socket} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s (from the file) was created despite the flag: %v", p, err)
+		}
+	}
+	for _, p := range []string{filepath.Join(root, "cradle.lock"), filepath.Join(state, "runtime")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("flag directory not used: %v", err)
+		}
+	}
+	// log_level = "error" in the file, --log-level debug wins.
+	eventually(t, 10*time.Second, "a debug line in the daemon log", func() bool {
+		return strings.Contains(log.String(), "level=DEBUG")
+	})
+}
+
+// The printed configuration is itself a valid config file that prints the
+// same again.
+func TestConfigCommandOutputRoundTrips(t *testing.T) {
+	d := newDaemonFiles(t, daemonOpts{extraConfig: "[runtime]\ncgroup_driver = \"systemd\"\n[runtime.handlers.crun]\npath = \"/usr/bin/crun\"\n"})
+	if err := os.MkdirAll(config.DropInDir(d.config), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(config.DropInDir(d.config), "10-port.toml"), []byte("[stream]\nport = 10010\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary(t), append([]string{"config"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("cradle config %v: %v", args, err)
+		}
+		header, rest, _ := strings.Cut(string(out), "\n")
+		if !strings.HasPrefix(header, "# read: ") {
+			t.Fatalf("no header naming the files read: %q", header)
+		}
+		return rest
+	}
+	first := body("--config", d.config, "--state", "/run/elsewhere")
+	if e := contains(first, "cgroup_driver = 'systemd'", "port = 10010", "state = '/run/elsewhere'", "[runtime.handlers.crun]"); e != nil {
+		t.Fatal(e)
+	}
+	printed := filepath.Join(t.TempDir(), "printed.toml")
+	if err := os.WriteFile(printed, []byte(first), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if second := body("--config", printed); second != first {
+		t.Errorf("the printed config does not print the same:\n%s\nvs\n%s", second, first)
 	}
 }
