@@ -10,6 +10,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/image"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -138,11 +139,25 @@ func (s *Server) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*
 		}},
 		ContainerFilesystems: []*runtimeapi.FilesystemUsage{{
 			Timestamp:  now,
-			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: filepath.Join(s.cfg.Root, "containers")},
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.containerFsMount()},
 			UsedBytes:  &runtimeapi.UInt64Value{Value: ctrBytes},
 			InodesUsed: &runtimeapi.UInt64Value{Value: ctrInodes},
 		}},
 	}, nil
+}
+
+// containerFsMountpoint names the filesystem of the writable layers. kubelet
+// takes a mountpoint other than the image filesystem's for a split disk
+// (KEP-4191) and then evicts and collects garbage for each on its own; the
+// writable layers under <root>/containers share the image filesystem unless
+// the operator mounted a disk there.
+func (s *Server) containerFsMountpoint() string {
+	dir := filepath.Join(s.cfg.Root, "containers")
+	var root, ctrs unix.Stat_t
+	if unix.Stat(s.cfg.Root, &root) != nil || unix.Stat(dir, &ctrs) != nil || root.Dev == ctrs.Dev {
+		return s.cfg.Root
+	}
+	return dir
 }
 
 // containerFsUsage is what containers' writable layers use; zero in a

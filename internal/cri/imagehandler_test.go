@@ -3,10 +3,14 @@ package cri
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
 
@@ -39,5 +43,33 @@ func TestWithHandlerEchoesTheRequestsHandler(t *testing.T) {
 	}
 	if got := withHandler(img, &runtimeapi.ImageSpec{RuntimeHandler: "kata"}).Spec.RuntimeHandler; got != "kata" {
 		t.Errorf("spec.runtime_handler = %q, want kata", got)
+	}
+}
+
+// The container filesystem has the image filesystem's mountpoint unless
+// <root>/containers is a filesystem of its own: kubelet reads a different
+// mountpoint as a split disk.
+func TestContainerFsMountpointSplitsOnlyOnAnotherFilesystem(t *testing.T) {
+	root := t.TempDir()
+	s := &Server{cfg: &config.Loaded{Config: config.Config{Root: root}}}
+	if got := s.containerFsMountpoint(); got != root {
+		t.Errorf("no containers dir: mountpoint %q, want %q", got, root)
+	}
+	dir := filepath.Join(root, "containers")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.containerFsMountpoint(); got != root {
+		t.Errorf("containers dir on the root's filesystem: mountpoint %q, want %q", got, root)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a filesystem needs root")
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if got := s.containerFsMountpoint(); got != dir {
+		t.Errorf("containers dir on its own filesystem: mountpoint %q, want %q", got, dir)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"log/slog"
 
@@ -48,6 +49,9 @@ type Server struct {
 
 	criu          criu.Checker       // run once, on the first checkpoint RPC
 	runtimeConfig runtimeConfigStore // kubelet's pod CIDR (update.go)
+
+	ctrFsOnce sync.Once
+	ctrFs     string // containerFsMount's answer
 }
 
 // New returns a CRI server over the domain services.

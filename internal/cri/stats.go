@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -27,9 +26,13 @@ func (s *Server) WithStats(c *stats.Collector, t *Targets) *Server {
 	return s
 }
 
-// containerFsMount names the filesystem of writable layers as ImageFsInfo
-// does, so kubelet matches the two.
-func (s *Server) containerFsMount() string { return filepath.Join(s.cfg.Root, "containers") }
+// containerFsMount names the filesystem of writable layers, the same in
+// ImageFsInfo and in every container's stats, so kubelet matches them. Found
+// once: stats answer from memory.
+func (s *Server) containerFsMount() string {
+	s.ctrFsOnce.Do(func() { s.ctrFs = s.containerFsMountpoint() })
+	return s.ctrFs
+}
 
 // StatsTargets resolves the containers of m for the collector. A
 // container's cgroup path never changes, so it is read from its bundle once.

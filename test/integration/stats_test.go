@@ -84,8 +84,15 @@ func TestContainerStatsThroughCRI(t *testing.T) {
 		mem.GetPageFaults().GetValue() == 0 || mem.GetTimestamp() == 0 {
 		t.Errorf("memory = %v", mem)
 	}
-	if wl := st.GetWritableLayer(); wl.GetFsId().GetMountpoint() != filepath.Join(d.root, "containers") || wl.GetTimestamp() == 0 {
-		t.Errorf("writable layer = %v", wl)
+	// kubelet matches the writable layer's filesystem with ImageFsInfo's
+	// container filesystem; here both are the root's (no disk of its own).
+	fsInfo, err := d.Images.ImageFsInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wl := st.GetWritableLayer(); wl.GetFsId().GetMountpoint() != d.root ||
+		wl.GetFsId().GetMountpoint() != fsInfo.GetContainerFilesystems()[0].GetFsId().GetMountpoint() || wl.GetTimestamp() == 0 {
+		t.Errorf("writable layer = %v, ImageFsInfo container filesystems = %v", wl, fsInfo.GetContainerFilesystems())
 	}
 
 	// A file written into the container's root shows in its writable
