@@ -240,6 +240,9 @@ func (a *authorizer) fetchToken(ctx context.Context, target *url.URL, params map
 		return "", errdefs.Unavailable("registry %s: token server %s unreachable: %v", target.Host, realm.Host, err)
 	}
 	defer drain(resp)
+	if resp.StatusCode == http.StatusBadRequest {
+		return "", oauthError(resp, target.Host, realm.Host)
+	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return "", errdefs.New(errdefs.ErrUnauthenticated, "registry %s: token server %s refused the credentials: %s", target.Host, realm.Host, errorText(resp))
@@ -260,6 +263,32 @@ func (a *authorizer) fetchToken(ctx context.Context, target *url.URL, params map
 		return "", errdefs.Unavailable("registry %s: token server %s sent no token", target.Host, realm.Host)
 	}
 	return tok, nil
+}
+
+// oauthError classifies a token server's 400. OAuth2 servers (RFC 6749
+// section 5.2) answer a revoked or unknown refresh token, or a client they
+// refuse, with 400 rather than 401; that is a refusal, not an outage.
+func oauthError(resp *http.Response, registry, server string) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	_ = json.Unmarshal(b, &e)
+	msg := e.Error
+	if e.Description != "" {
+		msg += ": " + e.Description
+	}
+	switch e.Error {
+	case "invalid_grant", "invalid_client", "unauthorized_client":
+		return errdefs.New(errdefs.ErrUnauthenticated, "registry %s: token server %s refused the credentials: %s", registry, server, msg)
+	case "invalid_scope":
+		return errdefs.New(errdefs.ErrPermissionDenied, "registry %s: token server %s denied access: %s", registry, server, msg)
+	}
+	if msg == "" {
+		msg = resp.Status
+	}
+	return errdefs.Unavailable("registry %s: token server %s rejected the token request: %s", registry, server, msg)
 }
 
 // drain reads a little of a discarded body so its connection can be reused.

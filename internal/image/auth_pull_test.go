@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -116,5 +117,46 @@ func TestConcurrentPullsDoNotShareCredentials(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// OAuth2 token servers answer a refresh token they do not accept with 400
+// invalid_grant (RFC 6749 section 5.2), not 401: still a refusal of the
+// credentials, which kubelet must not mistake for an outage.
+func TestPullIdentityTokenRefusedWithOAuthError(t *testing.T) {
+	r := testkit.NewRegistry(t, testkit.WithTokenAuth("bob", "hunter2"))
+	r.MustPush(t, "private:latest", smallImage(t, "x", testkit.Gzip))
+	for _, tt := range []struct {
+		oauth string
+		want  error
+	}{
+		{"invalid_grant", errdefs.ErrUnauthenticated},
+		{"invalid_client", errdefs.ErrUnauthenticated},
+		{"invalid_scope", errdefs.ErrPermissionDenied},
+		{"invalid_request", errdefs.ErrUnavailable},
+	} {
+		t.Run(tt.oauth, func(t *testing.T) {
+			e := newEnv(t)
+			var posts atomic.Int32
+			r.SetFault(testkit.FaultFunc(func(w http.ResponseWriter, req *http.Request) bool {
+				if req.URL.Path != "/token" || req.Method != http.MethodPost {
+					return false
+				}
+				posts.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprintf(w, `{"error":%q,"error_description":"testkit says no"}`, tt.oauth)
+				return true
+			}))
+			_, err := e.svc.Pull(context.Background(), r.Ref("private"), &Auth{IdentityToken: r.IdentityToken()}, nil)
+			wantKind(t, err, tt.want)
+			if posts.Load() == 0 {
+				t.Fatal("the identity token was not exchanged with a POST")
+			}
+			if !strings.Contains(err.Error(), tt.oauth) || !strings.Contains(err.Error(), "testkit says no") {
+				t.Errorf("message %q hides the token server's answer", err)
+			}
+			e.assertEmpty()
+		})
 	}
 }

@@ -3,8 +3,10 @@ package image
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/opencontainers/go-digest"
 )
 
 // flight is one pull shared by every caller asking for the same reference
@@ -27,6 +29,11 @@ type flight struct {
 // it is cleaned up. progress, if not nil, is called from the download
 // goroutines one call at a time and must return quickly.
 func (s *Service) Pull(ctx context.Context, ref string, auth *Auth, progress func(Progress)) (Image, error) {
+	// "sha256:<hex>" parses as the tag of docker.io/library/sha256; it is
+	// an image ID, which no registry serves by that name.
+	if _, err := digest.Parse(strings.TrimSpace(ref)); err == nil {
+		return Image{}, errdefs.InvalidArgument("pull %q: an image ID cannot be pulled; pull name@digest or name:tag", ref)
+	}
 	r, err := ParseRef(ref)
 	if err != nil {
 		return Image{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,12 @@ type puller struct {
 	wd       *watchdog
 	sem      chan struct{} // bounds concurrent downloads
 	progress *progressTracker
+
+	// queued counts the layers this pull fills that wait for a download
+	// slot. Other pulls may wait for them in turn; while this pull moves,
+	// they are not stalled.
+	qmu    sync.Mutex
+	queued map[digest.Digest]int
 }
 
 // pull does the work behind Pull, once per flight. On failure every layer
@@ -50,6 +57,7 @@ func (s *Service) doPull(parent context.Context, ref Ref, creds *credentials, re
 		sem: make(chan struct{}, s.cfg.MaxConcurrentDownloads),
 	}
 	defer p.wd.close()
+	p.rem.onRead = p.wd.progress
 
 	if p.res, err = p.rem.resolve(ctx, s.cfg.Platform); err != nil {
 		return Image{}, stallOr(ctx, err)
@@ -169,10 +177,14 @@ func (p *puller) ensure(ctx context.Context, i int) error {
 // fill downloads layer i into dir. It runs under the layer store's context,
 // which lives while any pull still waits for this layer.
 func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error) {
+	chainID := p.chainIDs[i]
+	p.queue(chainID, 1)
 	select {
 	case p.sem <- struct{}{}:
+		p.queue(chainID, -1)
 		defer func() { <-p.sem }()
 	case <-ctx.Done():
+		p.queue(chainID, -1)
 		return layer.Info{}, ctxError(ctx)
 	}
 	desc := p.res.manifest.Layers[i]
@@ -182,13 +194,13 @@ func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error
 		return layer.Info{}, err
 	}
 	defer resp.Body.Close()
-	chainID := p.chainIDs[i]
 	u := unpacker{
 		desc:   desc,
 		diffID: p.res.config.RootFS.DiffIDs[i],
 		what:   what,
 		onRead: func(n int) {
 			p.s.watchers.poke(chainID)
+			p.pokeQueued()
 			p.progress.add(n)
 		},
 	}
@@ -198,6 +210,27 @@ func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error
 	}
 	p.progress.layerFetched()
 	return info, nil
+}
+
+func (p *puller) queue(chainID digest.Digest, delta int) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	if p.queued == nil {
+		p.queued = map[digest.Digest]int{}
+	}
+	if p.queued[chainID] += delta; p.queued[chainID] <= 0 {
+		delete(p.queued, chainID)
+	}
+}
+
+// pokeQueued passes this pull's progress on to the pulls waiting for a layer
+// it has yet to start: their wait is a queue that moves, not a stall.
+func (p *puller) pokeQueued() {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	for id := range p.queued {
+		p.s.watchers.poke(id)
+	}
 }
 
 // release drops the pull's layer references; layers nobody else holds go.

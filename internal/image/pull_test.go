@@ -280,6 +280,9 @@ func TestPullErrors(t *testing.T) {
 
 	_, err := e.svc.Pull(context.Background(), "Bad Ref", nil, nil)
 	wantKind(t, err, errdefs.ErrInvalidArgument)
+	// An image ID is not docker.io/library/sha256:<hex>.
+	_, err = e.svc.Pull(context.Background(), "sha256:"+strings.Repeat("ab", 32), nil, nil)
+	wantKind(t, err, errdefs.ErrInvalidArgument)
 
 	_, err = e.svc.Pull(context.Background(), r.Ref("app:nope"), nil, nil)
 	wantKind(t, err, errdefs.ErrNotFound)

@@ -18,6 +18,9 @@ import (
 type remote struct {
 	ref   Ref
 	hosts []hostClient
+	// onRead, if set, sees every body byte received: manifests and configs
+	// are progress too, for the stall watchdog.
+	onRead func()
 }
 
 type hostClient struct {
@@ -77,6 +80,9 @@ func (r *remote) get(ctx context.Context, need Capabilities, apiPath, accept, wh
 			continue
 		}
 		if resp.StatusCode == http.StatusOK {
+			if r.onRead != nil {
+				resp.Body = &readNotifier{ReadCloser: resp.Body, onRead: r.onRead}
+			}
 			return resp, nil
 		}
 		errs = append(errs, statusError(resp, h, what, h.auth.creds != nil))
@@ -86,6 +92,20 @@ func (r *remote) get(ctx context.Context, need Capabilities, apiPath, accept, wh
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "%s: no host of registry %s is configured to serve it (check capabilities in hosts.toml)", what, r.ref.Domain)
 	}
 	return nil, mostMeaningful(errs)
+}
+
+// readNotifier calls onRead after every read that returned bytes.
+type readNotifier struct {
+	io.ReadCloser
+	onRead func()
+}
+
+func (r *readNotifier) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if n > 0 {
+		r.onRead()
+	}
+	return n, err
 }
 
 // statusError turns a registry's non-200 answer into an error of the right kind.

@@ -185,8 +185,18 @@ func TestPullKilledMidwayLeavesNothingAfterRestart(t *testing.T) {
 		pullErr <- err
 	}()
 	// Wait until the stalled layer is being unpacked, then crash the daemon.
-	eventually(t, 30*time.Second, "the pull to reach the stalled layer", func() bool {
-		return reg.Requests(bigDigest.Hex) > 0
+	// Crash with both kinds of leftover on disk: the busybox layer committed
+	// (no image holds it yet) and the big one half unpacked under tmp/.
+	eventually(t, 30*time.Second, "a committed layer and an unpack in progress", func() bool {
+		var committed, unpacking bool
+		for _, dir := range d.layerDirs() {
+			if strings.HasPrefix(dir, "tmp/") {
+				unpacking = true
+			} else {
+				committed = true
+			}
+		}
+		return reg.Requests(bigDigest.Hex) > 0 && committed && unpacking
 	})
 	d.kill()
 	<-pullErr
