@@ -86,8 +86,15 @@ func (s *Server) ContainerStatus(_ context.Context, req *runtimeapi.ContainerSta
 	st.ImageRef = s.imageRef(&c)
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if req.Verbose {
+		in, err := s.containers.Inspect(req.ContainerId)
+		if err != nil {
+			return nil, err
+		}
+		// Keys as containerd names them: tools read .info.pid and
+		// .info.runtimeSpec from either runtime.
 		info, err := json.Marshal(map[string]any{
 			"name": c.Name, "sandboxID": c.SandboxID, "runtimeHandler": c.Handler, "config": c.Config,
+			"pid": in.Pid, "bundle": in.Bundle, "runtimeSpec": in.Spec,
 		})
 		if err != nil {
 			return nil, err

@@ -261,6 +261,17 @@ func (r *Runtime) MonitorPid(id string) (int, error) {
 	return 0, nil
 }
 
+// InitPid is the pid of the container's init as the runtime reported it at
+// create; ErrNotFound when the container has no state here. It says nothing
+// of whether that process still runs: callers know the container's state.
+func (r *Runtime) InitPid(id string) (int, error) {
+	rec, err := r.readRecord(id)
+	if err != nil {
+		return 0, err
+	}
+	return rec.Pid, nil
+}
+
 // stopMonitor is Delete's part: conmon of a deleted container has nothing
 // left to do. Give it a moment to record the exit and drain the logs, then
 // kill it, and wait until it is reaped so no zombie stays behind.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -96,6 +97,31 @@ func TestContainerLifecycleThroughCRI(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(logDir, "web.log"))
 		return strings.Contains(string(b), " stdout F GET / from ")
 	})
+
+	// Verbose status: the init's host pid and the runtime spec, under the
+	// keys containerd uses, which operators' tools read.
+	vs, err := d.Runtime.ContainerStatus(ctx, webID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Pid         int    `json:"pid"`
+		SandboxID   string `json:"sandboxID"`
+		RuntimeSpec struct {
+			Process struct {
+				Args []string `json:"args"`
+			} `json:"process"`
+		} `json:"runtimeSpec"`
+	}
+	if err := json.Unmarshal([]byte(vs.GetInfo()["info"]), &info); err != nil {
+		t.Fatalf("verbose info %q: %v", vs.GetInfo()["info"], err)
+	}
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", info.Pid)); info.Pid <= 0 || !strings.HasPrefix(string(cmdline), "/usr/bin/demoweb\x00") {
+		t.Errorf("verbose info pid %d runs %q, want the container's /usr/bin/demoweb", info.Pid, cmdline)
+	}
+	if info.SandboxID != podID || strings.Join(info.RuntimeSpec.Process.Args, " ") != "/usr/bin/demoweb :8080" {
+		t.Errorf("verbose info sandboxID %q, runtimeSpec args %q", info.SandboxID, info.RuntimeSpec.Process.Args)
+	}
 
 	// ExecSync: output and exit code.
 	out, errOut, err := d.Runtime.ExecSync(ctx, webID, []string{"sh", "-c", "echo out; echo err >&2; exit 7"}, 10*time.Second)
