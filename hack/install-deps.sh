@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what cradle's build, tests and demo need on Debian 12, skipping what
-# is already there. Needs root and Debian's package mirror; Go 1.26+ must be
-# installed (Debian 12's golang package is too old).
+# is already there. Needs root and Debian's package mirror. Go: Debian 12's
+# golang package is too old, so when /usr/local/go is missing or older than
+# go.mod's `go` line, that release is installed there from the Go module proxy
+# (the golang.org/toolchain module, as `go` itself fetches toolchains).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-packages=(runc conmon containernetworking-plugins busybox-static catatonit iptables iproute2 curl ca-certificates)
+packages=(runc conmon containernetworking-plugins busybox-static catatonit iptables iproute2 curl ca-certificates unzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,8 +19,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-export PATH=$PATH:/usr/local/go/bin
-if ! command -v go >/dev/null; then
-  echo "Go is not installed: install Go 1.26 or newer into /usr/local/go (https://go.dev/dl/)" >&2
-  exit 1
+go_dir=${CRADLE_GO_DIR:-/usr/local/go}
+want=$(awk '$1 == "go" {print $2; exit}' go.mod)
+have=$("$go_dir/bin/go" env GOVERSION 2>/dev/null | sed 's/^go//' || true)
+# older A B: A is an older Go release than B (1.26.2 < 1.26.10).
+older() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -1)" = "$1" ]; }
+if [ -z "$have" ] || older "$have" "$want"; then
+  case $(uname -m) in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) echo "no Go toolchain for $(uname -m)" >&2; exit 1 ;; esac
+  mod="v0.0.1-go$want.linux-$arch"
+  echo "installing Go $want into $go_dir (was: ${have:-none}) from the Go module proxy" >&2
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  curl -fsSL --retry 3 -o "$tmp/go.zip" "${GOPROXY_URL:-https://proxy.golang.org}/golang.org/toolchain/@v/$mod.zip"
+  unzip -q "$tmp/go.zip" -d "$tmp/x"
+  src="$tmp/x/golang.org/toolchain@$mod"
+  # Module zips keep no file modes: the executables get theirs back.
+  chmod +x "$src"/bin/* "$src"/pkg/tool/*/*
+  "$src/bin/go" version >/dev/null
+  rm -rf "$go_dir.old"
+  if [ -e "$go_dir" ]; then mv "$go_dir" "$go_dir.old"; fi
+  mkdir -p "$(dirname "$go_dir")"
+  mv "$src" "$go_dir"
+  rm -rf "$go_dir.old"
 fi
