@@ -23,7 +23,9 @@ type ApplyStats struct {
 
 // Apply unpacks an uncompressed OCI/Docker layer tar stream into dir, which
 // must exist. Whiteouts become overlayfs whiteouts (".wh.x" → char device 0:0
-// named x; ".wh..wh..opq" → xattr trusted.overlay.opaque=y on the directory).
+// named x; ".wh..wh..opq" → xattr trusted.overlay.opaque=y on the directory);
+// as the OCI image spec says, a whiteout hides what lies in the layers below,
+// never this layer's own entry of that name, wherever it stands in the tar.
 // Any entry that would land outside dir (.., absolute paths, through a symlink,
 // a hard link to outside) is rejected with an error wrapping
 // errdefs.ErrInvalidArgument, and nothing is written outside dir. Apply reads r
@@ -47,13 +49,15 @@ type ApplyStats struct {
 // xattrPolicy for which failures are tolerated. Apply is safe to call
 // concurrently for different directories.
 func Apply(ctx context.Context, dir string, r io.Reader) (ApplyStats, error) {
-	a, err := newApplier(dir)
+	a, err := newApplier(ctx, dir)
 	if err != nil {
 		return ApplyStats{}, err
 	}
 	defer a.close()
 
-	tr := tar.NewReader(r)
+	src := &streamReader{r: r}
+	tr := tar.NewReader(src)
+	content := entryReader{tr: tr, src: src}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -62,16 +66,13 @@ func Apply(ctx context.Context, dir string, r io.Reader) (ApplyStats, error) {
 		// With GODEBUG=tarinsecurepath=0 the reader flags names it deems
 		// unsafe but still returns them; our own checks below decide.
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			if errors.Is(err, tar.ErrHeader) {
-				err = errdefs.WithKind(errdefs.ErrInvalidArgument, err)
-			}
-			return a.stats, fmt.Errorf("read layer tar: %w", err)
+			return a.stats, fmt.Errorf("read layer tar: %w", src.formatError(err))
 		}
 		// Checked after the read, which may have waited on the network.
 		if err := ctx.Err(); err != nil {
 			return a.stats, err
 		}
-		if err := a.entry(hdr, tr); err != nil {
+		if err := a.entry(hdr, content); err != nil {
 			return a.stats, entryError(hdr.Name, err)
 		}
 	}
@@ -89,6 +90,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 
 // applier is the state of one Apply call.
 type applier struct {
+	ctx      context.Context
 	root     *os.Root
 	dirs     dirCache
 	dirTimes dirTimes
@@ -97,7 +99,7 @@ type applier struct {
 	stats    ApplyStats
 }
 
-func newApplier(dir string) (*applier, error) {
+func newApplier(ctx context.Context, dir string) (*applier, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -111,6 +113,7 @@ func newApplier(dir string) (*applier, error) {
 		return nil, err
 	}
 	return &applier{
+		ctx:      ctx,
 		root:     root,
 		dirs:     newDirCache(top),
 		dirTimes: newDirTimes(),
@@ -178,6 +181,47 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	default:
 		return errdefs.InvalidArgument("unsupported tar entry type %q", hdr.Typeflag)
 	}
+}
+
+// streamReader remembers the failure of the stream under the tar reader, so
+// that the tar reader's own complaints can be told apart from it.
+type streamReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// formatError marks err, from the tar reader, as the archive's fault unless
+// it is the stream's own failure (a network error, a cancelled context),
+// which passes unchanged. A stream that ends early is the archive's fault:
+// what was sent is not a whole tar.
+func (s *streamReader) formatError(err error) error {
+	if s.err != nil && errors.Is(err, s.err) {
+		return err
+	}
+	return errdefs.WithKind(errdefs.ErrInvalidArgument, err)
+}
+
+// entryReader yields an entry's content and gives read failures their kind
+// (a sparse map that does not match its data, a truncated archive).
+type entryReader struct {
+	tr  *tar.Reader
+	src *streamReader
+}
+
+func (e entryReader) Read(p []byte) (int, error) {
+	n, err := e.tr.Read(p)
+	if err != nil && err != io.EOF {
+		err = e.src.formatError(err)
+	}
+	return n, err
 }
 
 // isSparse reports whether the reader expands holes of this entry, so that

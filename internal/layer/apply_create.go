@@ -47,30 +47,51 @@ func (a *applier) create(e target, op string, mk func() error) error {
 	return nil
 }
 
+// prior says what makeRoom found under an entry's name.
+type prior int
+
+const (
+	priorNone     prior = iota // nothing
+	priorDir                   // a directory, kept for a directory entry
+	priorWhiteout              // a whiteout this layer made, now removed
+	priorOther                 // anything else, now removed
+)
+
 // makeRoom clears e's name for a new entry, as Docker and containerd do: an
-// existing directory is kept when a directory replaces it (keep=true),
+// existing directory is kept when a directory replaces it (dir=true),
 // anything else is removed, a directory together with its content.
-func (a *applier) makeRoom(e target, dir bool) (keep bool, err error) {
+func (a *applier) makeRoom(e target, dir bool) (prior, error) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(e.dirfd, e.base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if err == unix.ENOENT {
-			return false, nil
+			return priorNone, nil
 		}
-		return false, &os.PathError{Op: "fstatat", Path: e.rel, Err: err}
+		return priorNone, &os.PathError{Op: "fstatat", Path: e.rel, Err: err}
 	}
+	was := priorOther
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		if dir {
-			return true, nil
+			return priorDir, nil
 		}
 		// os.Root removes without following symlinks and cannot escape.
 		if err := a.root.RemoveAll(e.rel); err != nil {
-			return false, err
+			return priorNone, err
 		}
-	} else if err := unix.Unlinkat(e.dirfd, e.base, 0); err != nil {
-		return false, &os.PathError{Op: "unlinkat", Path: e.rel, Err: err}
+	} else {
+		if isWhiteout(&st) {
+			was = priorWhiteout
+		}
+		if err := unix.Unlinkat(e.dirfd, e.base, 0); err != nil {
+			return priorNone, &os.PathError{Op: "unlinkat", Path: e.rel, Err: err}
+		}
 	}
 	a.forgetBelow(e.rel, e.dirfd)
-	return false, nil
+	return was, nil
+}
+
+// isWhiteout reports whether st is overlayfs' whiteout, a 0:0 char device.
+func isWhiteout(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
 }
 
 func (a *applier) regular(e target, m meta, r io.Reader, sparse bool) error {
@@ -110,6 +131,12 @@ func (a *applier) copy(fd int, rel string, r io.Reader, sparse bool) (int64, err
 	buf := *a.buf
 	var n int64
 	for {
+		// A sparse entry may declare exabytes of holes, which the tar
+		// reader yields as zeros without reading the stream: only the
+		// context can end such an entry early.
+		if err := a.ctx.Err(); err != nil {
+			return n, err
+		}
 		m, rerr := readChunk(r, buf)
 		if m > 0 {
 			chunk := buf[:m]
@@ -172,13 +199,12 @@ func readChunk(r io.Reader, buf []byte) (int, error) {
 func (a *applier) directory(e target, m meta) error {
 	err := unix.Mkdirat(e.dirfd, e.base, 0o700)
 	created := err == nil
+	was := priorNone
 	if err == unix.EEXIST {
-		keep, rerr := a.makeRoom(e, true)
-		if rerr != nil {
-			return rerr
+		if was, err = a.makeRoom(e, true); err != nil {
+			return err
 		}
-		err = nil
-		if !keep {
+		if was != priorDir {
 			err = unix.Mkdirat(e.dirfd, e.base, 0o700)
 			created = err == nil
 		}
@@ -194,7 +220,12 @@ func (a *applier) directory(e target, m meta) error {
 		return &os.PathError{Op: "openat", Path: e.rel, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), e.rel)
-	if err := a.metaFd(fd, e.rel, m); err != nil {
+	if err := a.metaFd(fd, e.rel, m); err == nil && was == priorWhiteout {
+		// The layer deleted this directory of the layers below and made a
+		// new one: only its own content may show.
+		err = setOpaque(fd, e.rel)
+	}
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -275,20 +306,35 @@ func (a *applier) hardlink(parent string, e target, linkname string) error {
 }
 
 // whiteout hides parent/hidden of the layers below with overlayfs' marker,
-// a 0:0 character device, replacing whatever this layer put there.
+// a 0:0 character device. A whiteout applies to the layers below only (OCI
+// image-spec, "Whiteouts"), whatever its place in the tar: what this layer
+// itself puts under that name stays, a non-directory hiding the layers below
+// anyway, a directory made opaque so that only its own content shows.
 func (a *applier) whiteout(parent, hidden string) error {
 	pfd, err := a.dirs.resolve(a, parent, true)
 	if err != nil {
 		return err
 	}
-	e := target{dirfd: pfd, rel: joinName(parent, hidden), base: hidden}
-	if _, err := a.makeRoom(e, false); err != nil {
-		return err
+	rel := joinName(parent, hidden)
+	var st unix.Stat_t
+	err = unix.Fstatat(pfd, hidden, &st, unix.AT_SYMLINK_NOFOLLOW)
+	switch {
+	case err == unix.ENOENT:
+		if err := unix.Mknodat(pfd, hidden, unix.S_IFCHR, 0); err != nil {
+			return &os.PathError{Op: "mknodat", Path: rel, Err: err}
+		}
+		a.stats.Inodes++
+		return nil
+	case err != nil:
+		return &os.PathError{Op: "fstatat", Path: rel, Err: err}
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		fd, err := openDirAt(pfd, hidden)
+		if err != nil {
+			return &os.PathError{Op: "openat", Path: rel, Err: err}
+		}
+		defer unix.Close(fd)
+		return setOpaque(fd, rel)
 	}
-	if err := unix.Mknodat(pfd, hidden, unix.S_IFCHR, 0); err != nil {
-		return &os.PathError{Op: "mknodat", Path: e.rel, Err: err}
-	}
-	a.stats.Inodes++
 	return nil
 }
 
@@ -298,8 +344,12 @@ func (a *applier) opaque(dir string) error {
 	if err != nil {
 		return err
 	}
+	return setOpaque(fd, dir)
+}
+
+func setOpaque(fd int, rel string) error {
 	if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
-		return &os.PathError{Op: "setxattr " + overlayOpaque, Path: dir, Err: err}
+		return &os.PathError{Op: "setxattr " + overlayOpaque, Path: rel, Err: err}
 	}
 	return nil
 }

@@ -61,7 +61,8 @@ func (c *dirCache) resolve(a *applier, rel string, create bool) (int, error) {
 	if err == nil {
 		return c.put(rel, f), nil
 	}
-	if !create || !errors.Is(err, fs.ErrNotExist) {
+	// ENOTDIR: perhaps a whiteout of this layer, which a directory replaces.
+	if !create || !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
 		return -1, resolveError(rel, err)
 	}
 	parent, base := splitName(rel)
@@ -69,11 +70,15 @@ func (c *dirCache) resolve(a *applier, rel string, create bool) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if err := unix.Mkdirat(pfd, base, 0o755); err != nil {
-		if err == unix.EEXIST {
+	opaque := false
+	err = unix.Mkdirat(pfd, base, 0o755)
+	if err == unix.EEXIST {
+		if opaque, err = replaceWhiteout(pfd, base); err == nil && !opaque {
 			// Only a dangling symlink exists yet fails to open as ENOENT.
 			return -1, errdefs.InvalidArgument("parent %q is not a directory", rel)
 		}
+	}
+	if err != nil {
 		return -1, &os.PathError{Op: "mkdirat", Path: rel, Err: err}
 	}
 	a.stats.Inodes++
@@ -85,7 +90,29 @@ func (c *dirCache) resolve(a *applier, rel string, create bool) (int, error) {
 	if err != nil {
 		return -1, &os.PathError{Op: "openat", Path: rel, Err: err}
 	}
-	return c.put(rel, os.NewFile(uintptr(fd), rel)), nil
+	f = os.NewFile(uintptr(fd), rel)
+	if opaque {
+		// As in directory: a deleted directory made anew shows only
+		// this layer's content.
+		if err := setOpaque(fd, rel); err != nil {
+			f.Close()
+			return -1, err
+		}
+	}
+	return c.put(rel, f), nil
+}
+
+// replaceWhiteout turns the whiteout name in dirfd into a new directory and
+// reports whether it did; anything else under name is left alone.
+func replaceWhiteout(dirfd int, name string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || !isWhiteout(&st) {
+		return false, err
+	}
+	if err := unix.Unlinkat(dirfd, name, 0); err != nil {
+		return false, err
+	}
+	return true, unix.Mkdirat(dirfd, name, 0o755)
 }
 
 // openDirAt opens the directory name in dirfd without following a symlink.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -182,6 +183,47 @@ func TestApplyFollowsSymlinksInside(t *testing.T) {
 	}
 }
 
+// escapeCase is a layer that tries to reach outside the directory it is
+// applied to; entry is the entry the error must name.
+type escapeCase struct {
+	name  string
+	entry string
+	ents  []tent
+}
+
+// escapeCases aim at outside, a directory beside the layer directory that
+// holds a file "passwd" and a directory "sub".
+func escapeCases(outside string) []escapeCase {
+	return []escapeCase{
+		{"dotdot", "../outside/pwned", []tent{reg("../outside/pwned", "x")}},
+		{"inner dotdot", "a/../../outside/pwned", []tent{reg("a/../../outside/pwned", "x")}},
+		{"harmless dotdot", "a/../b", []tent{reg("a/../b", "x")}},
+		{"absolute dotdot", "/../outside/pwned", []tent{reg("/../outside/pwned", "x")}},
+		{"dotdot dir", "../outside/newdir", []tent{dirEnt("../outside/newdir")}},
+		{"dotdot symlink", "../outside/s", []tent{symEnt("../outside/s", "x")}},
+		{"dotdot whiteout", "../outside/.wh.passwd", []tent{reg("../outside/.wh.passwd", "")}},
+		{"absolute symlink parent", "link/passwd", []tent{symEnt("link", outside), reg("link/passwd", "pwned")}},
+		{"relative symlink parent", "link/passwd", []tent{symEnt("link", "../../../../../../../.."+outside), reg("link/passwd", "pwned")}},
+		{"climbing symlink parent", "link/outside/passwd", []tent{symEnt("link", "../"), reg("link/outside/passwd", "pwned")}},
+		{"symlink chain", "b/passwd", []tent{symEnt("a", outside), symEnt("b", "a"), reg("b/passwd", "pwned")}},
+		{"relative symlink chain", "c/outside/passwd", []tent{dirEnt("d"), symEnt("d/up", ".."), symEnt("b", "d/up"), symEnt("c", "b/.."), reg("c/outside/passwd", "pwned")}},
+		{"symlink parent dir entry", "link/newdir", []tent{symEnt("link", outside), dirEnt("link/newdir")}},
+		{"symlink parent symlink", "link/s", []tent{symEnt("link", outside), symEnt("link/s", "x")}},
+		{"symlink parent hardlink", "link/h", []tent{reg("f", "x"), symEnt("link", outside), linkEnt("link/h", "f")}},
+		{"symlink parent fifo", "link/fifo", []tent{symEnt("link", outside), {Header: tar.Header{Typeflag: tar.TypeFifo, Name: "link/fifo", Mode: 0o644}}}},
+		{"symlink parent whiteout", "link/.wh.passwd", []tent{symEnt("link", outside), reg("link/.wh.passwd", "")}},
+		{"symlink parent opaque", "link/.wh..wh..opq", []tent{symEnt("link", outside), reg("link/.wh..wh..opq", "")}},
+		{"symlink grandparent opaque", "link/sub/.wh..wh..opq", []tent{symEnt("link", outside), reg("link/sub/.wh..wh..opq", "")}},
+		{"cached dir replaced by symlink", "d/y", []tent{dirEnt("d"), reg("d/x", "x"), symEnt("d", outside), reg("d/y", "pwned")}},
+		{"deep symlink parent", "a/b/link/c/passwd", []tent{dirEnt("a/b"), symEnt("a/b/link", outside), reg("a/b/link/c/passwd", "x")}},
+		{"hardlink dotdot", "h", []tent{linkEnt("h", "../outside/passwd")}},
+		{"hardlink name dotdot", "a/../../outside/h", []tent{reg("f", "x"), linkEnt("a/../../outside/h", "f")}},
+		{"hardlink absolute target", "h", []tent{linkEnt("h", outside+"/passwd")}},
+		{"hardlink through symlink", "h", []tent{symEnt("link", outside), linkEnt("h", "link/passwd")}},
+		{"hardlink through symlink chain", "h", []tent{symEnt("a", outside), symEnt("b", "a"), linkEnt("h", "b/passwd")}},
+	}
+}
+
 func TestApplyEscapes(t *testing.T) {
 	base := t.TempDir()
 	outside := filepath.Join(base, "outside")
@@ -191,31 +233,7 @@ func TestApplyEscapes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "passwd"), []byte("root:x:0:0"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		name  string
-		entry string // the entry that must be named in the error
-		ents  []tent
-	}{
-		{"dotdot", "../outside/pwned", []tent{reg("../outside/pwned", "x")}},
-		{"inner dotdot", "a/../../outside/pwned", []tent{reg("a/../../outside/pwned", "x")}},
-		{"harmless dotdot", "a/../b", []tent{reg("a/../b", "x")}},
-		{"absolute dotdot", "/../outside/pwned", []tent{reg("/../outside/pwned", "x")}},
-		{"dotdot dir", "../outside/newdir", []tent{dirEnt("../outside/newdir")}},
-		{"absolute symlink parent", "link/passwd", []tent{symEnt("link", outside), reg("link/passwd", "pwned")}},
-		{"relative symlink parent", "link/passwd", []tent{symEnt("link", "../../../../../../../.."+outside), reg("link/passwd", "pwned")}},
-		{"climbing symlink parent", "link/outside/passwd", []tent{symEnt("link", "../"), reg("link/outside/passwd", "pwned")}},
-		{"symlink chain", "b/passwd", []tent{symEnt("a", outside), symEnt("b", "a"), reg("b/passwd", "pwned")}},
-		{"symlink parent dir entry", "link/newdir", []tent{symEnt("link", outside), dirEnt("link/newdir")}},
-		{"symlink parent symlink", "link/s", []tent{symEnt("link", outside), symEnt("link/s", "x")}},
-		{"symlink parent hardlink", "link/h", []tent{reg("f", "x"), symEnt("link", outside), linkEnt("link/h", "f")}},
-		{"symlink parent fifo", "link/fifo", []tent{symEnt("link", outside), {Header: tar.Header{Typeflag: tar.TypeFifo, Name: "link/fifo", Mode: 0o644}}}},
-		{"symlink parent whiteout", "link/.wh.passwd", []tent{symEnt("link", outside), reg("link/.wh.passwd", "")}},
-		{"symlink parent opaque", "link/sub/.wh..wh..opq", []tent{symEnt("link", outside), reg("link/sub/.wh..wh..opq", "")}},
-		{"hardlink dotdot", "h", []tent{linkEnt("h", "../outside/passwd")}},
-		{"hardlink through symlink", "h", []tent{symEnt("link", outside), linkEnt("h", "link/passwd")}},
-		{"deep symlink parent", "a/b/link/c/passwd", []tent{dirEnt("a/b"), symEnt("a/b/link", outside), reg("a/b/link/c/passwd", "x")}},
-	}
-	for _, tc := range cases {
+	for _, tc := range escapeCases(outside) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, outside)
 			dir := filepath.Join(base, "layer")
@@ -240,29 +258,112 @@ func TestApplyEscapes(t *testing.T) {
 	}
 }
 
+// A hard link to a symlink that points outside links the symlink itself:
+// its target is content for the container to resolve, never followed here,
+// and an entry that later takes the name replaces the link.
+func TestApplyHardlinkToEscapingSymlink(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(outside, "passwd")
+	if err := os.WriteFile(victim, []byte("root"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, outside)
+	dir := filepath.Join(base, "layer")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, dir,
+		symEnt("s", victim), linkEnt("h", "s"), linkEnt("h2", "s"),
+		symEnt("sd", outside), linkEnt("hd", "sd"),
+		reg("h2", "mine"), // replaces the link, does not write through it
+	)
+	for _, rel := range []string{"h", "hd"} {
+		st := lstat(t, filepath.Join(dir, rel))
+		if st.Mode&syscall.S_IFMT != syscall.S_IFLNK || st.Nlink != 2 {
+			t.Errorf("%s: mode %o nlink %d, want a second link of a symlink", rel, st.Mode, st.Nlink)
+		}
+	}
+	if got := readFile(t, filepath.Join(dir, "h2")); got != "mine" {
+		t.Errorf("h2 = %q", got)
+	}
+	if d := diffSnapshots(before, snapshot(t, outside)); d != "" {
+		t.Errorf("outside the layer changed:\n%s", d)
+	}
+}
+
+// Hard links share the inode of an earlier entry of the same layer; a
+// later entry of the target's name replaces the name only.
+func TestApplyHardlinkThenReplace(t *testing.T) {
+	dir := t.TempDir()
+	mustApply(t, dir, reg("a", "one"), linkEnt("b", "a"), reg("a", "two"), reg("c", "x"), linkEnt("c2", "c"), linkEnt("c3", "c2"))
+	if got := readFile(t, filepath.Join(dir, "b")); got != "one" {
+		t.Errorf("b = %q, want the first a", got)
+	}
+	if got := readFile(t, filepath.Join(dir, "a")); got != "two" {
+		t.Errorf("a = %q, want the last entry", got)
+	}
+	if st := lstat(t, filepath.Join(dir, "c3")); st.Ino != lstat(t, filepath.Join(dir, "c")).Ino || st.Nlink != 3 {
+		t.Errorf("c3 is not a link of c (nlink %d)", st.Nlink)
+	}
+}
+
+func TestApplyLongNames(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("d", 200) + "/" + strings.Repeat("e", 250) + "/" + strings.Repeat("f", 255)
+	// Deeper than PATH_MAX: every step is relative to an open directory.
+	var deep strings.Builder
+	for range 24 {
+		deep.WriteString(strings.Repeat("x", 200) + "/")
+	}
+	deep.WriteString("leaf")
+	mustApply(t, dir, reg(long, "long"), symEnt("ll", "/"+long), linkEnt("lh", long), reg(deep.String(), "deep"))
+	if got := readFile(t, filepath.Join(dir, long)); got != "long" {
+		t.Errorf("long = %q", got)
+	}
+	if got, err := os.Readlink(filepath.Join(dir, "ll")); err != nil || got != "/"+long {
+		t.Errorf("ll -> %q, %v", got, err)
+	}
+	if got := readFile(t, filepath.Join(dir, "lh")); got != "long" {
+		t.Errorf("lh = %q", got)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if b, err := root.ReadFile(deep.String()); err != nil || string(b) != "deep" {
+		t.Errorf("deep = %q, %v", b, err)
+	}
+
+	if _, err := applyEnts(t, t.TempDir(), reg(strings.Repeat("n", 256), "")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("256-byte name: err = %v, want InvalidArgument", err)
+	}
+}
+
 func TestApplyWhiteouts(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
 	st := mustApply(t, dir,
 		dirEnt("etc"),
 		reg("etc/.wh.passwd", ""),
-		reg("etc/gone", "x"), reg("etc/.wh.gone", ""), // hides this layer's own file too
 		dirEnt("var"), reg("var/.wh..wh..opq", ""), reg("var/kept", "k"),
 		reg("new/.wh..wh..opq", ""), // opaque marker of an unlisted directory
 		reg(".wh..wh.aufs", ""), dirEnt(".wh..wh.plnk"), reg(".wh..wh.plnk/123.456", "x"),
 	)
-	for _, p := range []string{"etc/passwd", "etc/gone"} {
-		st := lstat(t, filepath.Join(dir, p))
-		if st.Mode&syscall.S_IFMT != syscall.S_IFCHR || st.Rdev != 0 {
-			t.Errorf("%s: mode %o rdev %d, want char device 0:0", p, st.Mode, st.Rdev)
-		}
+	if p := "etc/passwd"; !isWhiteoutFile(t, filepath.Join(dir, p)) {
+		t.Errorf("%s is not a whiteout", p)
 	}
 	for _, p := range []string{"var", "new"} {
-		buf := make([]byte, 8)
-		n, err := unix.Lgetxattr(filepath.Join(dir, p), overlayOpaque, buf)
-		if err != nil || string(buf[:n]) != "y" {
-			t.Errorf("%s: %s = %q, %v", p, overlayOpaque, buf[:n], err)
+		if !isOpaque(t, filepath.Join(dir, p)) {
+			t.Errorf("%s is not opaque", p)
 		}
+	}
+	if isOpaque(t, filepath.Join(dir, "etc")) {
+		t.Error("etc became opaque")
 	}
 	if got := readFile(t, filepath.Join(dir, "var/kept")); got != "k" {
 		t.Errorf("var/kept = %q", got)
@@ -272,9 +373,42 @@ func TestApplyWhiteouts(t *testing.T) {
 			t.Errorf("aufs metadata %s was unpacked", p)
 		}
 	}
-	// etc, passwd, gone, gone-whiteout, var, kept, new.
-	if st.Inodes != 7 {
-		t.Errorf("inodes = %d, want 7", st.Inodes)
+	// etc, passwd, var, kept, new.
+	if st.Inodes != 5 {
+		t.Errorf("inodes = %d, want 5", st.Inodes)
+	}
+}
+
+// A whiteout deletes from the layers below only, never this layer's own
+// entry of the same name, wherever it stands in the tar (OCI image-spec,
+// "Whiteouts"). A directory of this layer then hides the one below.
+func TestApplyWhiteoutSameLayer(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	mustApply(t, dir,
+		reg("f1", "mine"), reg(".wh.f1", ""), // file, then its whiteout
+		reg(".wh.f2", ""), reg("f2", "mine"), // whiteout, then the file
+		symEnt("s", "f1"), reg(".wh.s", ""),
+		dirEnt("d1"), reg("d1/x", "1"), reg(".wh.d1", ""), // dir, then its whiteout
+		reg(".wh.d2", ""), dirEnt("d2"), reg("d2/x", "2"), // whiteout, then the dir
+		reg(".wh.d3", ""), reg("d3/x", "3"), // whiteout, then an implicit dir
+		reg(".wh.w", ""), reg(".wh.w", ""), // a repeated whiteout
+	)
+	for p, want := range map[string]string{"f1": "mine", "f2": "mine", "d1/x": "1", "d2/x": "2", "d3/x": "3"} {
+		if got := readFile(t, filepath.Join(dir, p)); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "s")); err != nil || target != "f1" {
+		t.Errorf("s -> %q, %v", target, err)
+	}
+	for _, p := range []string{"d1", "d2"} {
+		if !isOpaque(t, filepath.Join(dir, p)) {
+			t.Errorf("%s is not opaque", p)
+		}
+	}
+	if !isWhiteoutFile(t, filepath.Join(dir, "w")) {
+		t.Error("w is not a whiteout")
 	}
 }
 
@@ -397,11 +531,15 @@ func TestApplyMalformed(t *testing.T) {
 		data []byte
 		kind error
 	}{
-		"garbage header": {bytes.Repeat([]byte{0xff}, 1024), errdefs.ErrInvalidArgument},
-		"bad uid":        {buildTar(t, tent{Header: tar.Header{Typeflag: tar.TypeReg, Name: "f", Uid: 1 << 33}}), errdefs.ErrInvalidArgument},
-		"unknown type":   {buildTar(t, tent{Header: tar.Header{Typeflag: 'Z', Name: "f"}}), errdefs.ErrInvalidArgument},
-		"root as file":   {buildTar(t, reg(".", "")), errdefs.ErrInvalidArgument},
-		"truncated":      {valid[:1024], io.ErrUnexpectedEOF},
+		"garbage header":             {bytes.Repeat([]byte{0xff}, 1024), errdefs.ErrInvalidArgument},
+		"bad uid":                    {buildTar(t, tent{Header: tar.Header{Typeflag: tar.TypeReg, Name: "f", Uid: 1 << 33}}), errdefs.ErrInvalidArgument},
+		"unknown type":               {buildTar(t, tent{Header: tar.Header{Typeflag: 'Z', Name: "f"}}), errdefs.ErrInvalidArgument},
+		"root as file":               {buildTar(t, reg(".", "")), errdefs.ErrInvalidArgument},
+		"truncated":                  {valid[:1024], io.ErrUnexpectedEOF},
+		"truncated kind":             {valid[:1024], errdefs.ErrInvalidArgument},
+		"sparse data beyond its map": {rawSparseTar("s", 100, "1\n0\n2\n", "abcd"), errdefs.ErrInvalidArgument},
+		"sparse map beyond its data": {rawSparseTar("s", 100, "1\n0\n8\n", "ab"), errdefs.ErrInvalidArgument},
+		"sparse map beyond its size": {rawSparseTar("s", 4, "1\n2\n8\n", "abcdefgh"), errdefs.ErrInvalidArgument},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(tc.data))
@@ -409,6 +547,15 @@ func TestApplyMalformed(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tc.kind)
 			}
 		})
+	}
+	// A failing stream is not the archive's fault: its error passes
+	// unchanged, in a header or in content.
+	boom := errors.New("connection reset")
+	for _, n := range []int{100, 600} {
+		_, err := Apply(context.Background(), t.TempDir(), io.MultiReader(bytes.NewReader(valid[:n]), iotest.ErrReader(boom)))
+		if !errors.Is(err, boom) || errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("stream failing at %d: err = %v, want %v without a kind", n, err, boom)
+		}
 	}
 	if _, err := Apply(context.Background(), filepath.Join(t.TempDir(), "absent"), bytes.NewReader(valid)); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("missing dir: err = %v, want NotFound", err)
@@ -467,6 +614,52 @@ func TestApplyCancel(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "second")); !os.IsNotExist(err) {
 		t.Errorf("entry after cancellation was written")
+	}
+}
+
+// A sparse entry can declare far more holes than could ever be read; the
+// tar reader makes them up without touching the stream, so cancellation
+// must reach into the copy.
+func TestApplySparseCancel(t *testing.T) {
+	dir := t.TempDir()
+	data := sparseTar("huge", 1<<55, map[int64]string{0: "x"}, []int64{0})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Apply(ctx, dir, bytes.NewReader(data))
+		done <- err
+	}()
+	// Cancel once the copy is under way, past the whole input.
+	waitForFile(t, filepath.Join(dir, "huge"), done)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Apply ignores cancellation inside a sparse entry")
+	}
+}
+
+// waitForFile polls for path until it exists, failing if Apply returns first.
+func waitForFile(t *testing.T, path string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Lstat(path); err == nil {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Apply returned %v before %s appeared", err, path)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tent is one entry of a test tarball.
@@ -210,14 +212,21 @@ func paxRecord(k, v string) string {
 // sparseTar is a PAX 1.0 sparse file "name" of size realSize with the given
 // data fragments at their offsets (ascending, non-overlapping).
 func sparseTar(name string, realSize int64, frags map[int64]string, offsets []int64) []byte {
-	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
-		paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.realsize", strconv.FormatInt(realSize, 10))
 	smap := strconv.Itoa(len(offsets)) + "\n"
 	var data string
 	for _, off := range offsets {
 		smap += fmt.Sprintf("%d\n%d\n", off, len(frags[off]))
 		data += frags[off]
 	}
+	return rawSparseTar(name, realSize, smap, data)
+}
+
+// rawSparseTar is a PAX 1.0 sparse file with the sparse map smap (its text
+// form: count, then offset and length per fragment) and data as written,
+// whether they agree or not.
+func rawSparseTar(name string, realSize int64, smap, data string) []byte {
+	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
+		paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.realsize", strconv.FormatInt(realSize, 10))
 	body := append(pad512([]byte(smap)), data...)
 	var out []byte
 	out = append(out, rawHeader("PaxHeaders/"+name, tar.TypeXHeader, int64(len(pax)))...)
@@ -225,4 +234,23 @@ func sparseTar(name string, realSize int64, frags map[int64]string, offsets []in
 	out = append(out, rawHeader("GNUSparseFile.0/"+name, tar.TypeReg, int64(len(body)))...)
 	out = append(out, pad512(body)...)
 	return append(out, make([]byte, 1024)...)
+}
+
+func isWhiteoutFile(t *testing.T, path string) bool {
+	t.Helper()
+	st := lstat(t, path)
+	return st.Mode&syscall.S_IFMT == syscall.S_IFCHR && st.Rdev == 0
+}
+
+func isOpaque(t *testing.T, path string) bool {
+	t.Helper()
+	buf := make([]byte, 8)
+	n, err := unix.Lgetxattr(path, overlayOpaque, buf)
+	if err == unix.ENODATA {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("getxattr %s: %v", path, err)
+	}
+	return string(buf[:n]) == "y"
 }

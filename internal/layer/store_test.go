@@ -509,3 +509,44 @@ func (d *doneSpy) Done() <-chan struct{} {
 	d.once.Do(func() { close(d.called) })
 	return d.Context.Done()
 }
+
+// A layer the applier rejects fails Ensure with InvalidArgument and leaves
+// nothing behind: no chain ID directory, no temp dir, nothing outside.
+func TestEnsureRejectedLayerLeavesNothing(t *testing.T) {
+	s := openStore(t)
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.MkdirAll(filepath.Join(outside, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "passwd"), []byte("root"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, outside)
+	// Something for the hostile layers to stack on.
+	base := ensureStack(t, s, []tent{dirEnt("etc"), reg("etc/passwd", "root"), symEnt("link", outside)})[0]
+	for _, tc := range escapeCases(outside) {
+		t.Run(tc.name, func(t *testing.T) {
+			// Valid content first, so the failure strikes mid-unpack.
+			ents := append([]tent{reg("usr/bin/app", "app"), dirEnt("var")}, tc.ents...)
+			diffID, fill := fillWith(t, ents...)
+			chain := ChainID(base, diffID)
+			_, err := s.Ensure(context.Background(), chain, base, fill)
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), `"`+tc.entry+`"`) {
+				t.Fatalf("err = %v, want InvalidArgument naming %q", err, tc.entry)
+			}
+			if _, ok := s.Get(chain); ok || s.DiffDir(chain) != "" {
+				t.Error("rejected layer is known")
+			}
+			top, tmp := storeNames(t, s)
+			if want := []string{base.Encoded(), tmpDirName}; !slices.Equal(top, want) || len(tmp) != 0 {
+				t.Errorf("store holds %v, tmp %v; want %v and nothing", top, tmp, want)
+			}
+			if d := diffSnapshots(before, snapshot(t, outside)); d != "" {
+				t.Errorf("outside the store changed:\n%s", d)
+			}
+		})
+	}
+	if got := readFile(t, filepath.Join(s.DiffDir(base), "etc/passwd")); got != "root" {
+		t.Errorf("the base layer changed: etc/passwd = %q", got)
+	}
+}
