@@ -59,6 +59,12 @@ func (r *Runtime) readExit(id string) (Exit, bool, error) {
 	}
 	buf := make([]byte, 32)
 	n, _ := f.Read(buf)
+	if strings.TrimSpace(string(buf[:n])) == "" {
+		// Being written in place: not an exit yet. The watch wakes waiters
+		// on IN_CLOSE_WRITE, and a monitor that died mid-write is adopted,
+		// which records the exit atomically.
+		return Exit{}, false, nil
+	}
 	code, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
 	if err != nil {
 		return Exit{}, false, errdefs.New(errdefs.ErrDataLoss, "container %s: corrupt exit file %q", id, buf[:n])

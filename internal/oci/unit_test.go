@@ -229,6 +229,11 @@ func TestExitStatusFiles(t *testing.T) {
 	if _, err := r.WaitExit(ctx, "c"); !errors.Is(err, errdefs.ErrDeadlineExceeded) {
 		t.Errorf("WaitExit past its deadline: %v, want ErrDeadlineExceeded", err)
 	}
+	// Created, not yet written: no exit yet, and no error.
+	os.WriteFile(r.exitFile("c"), nil, 0o644)
+	if _, ok, err := r.ExitStatus("c"); ok || err != nil {
+		t.Errorf("empty exit file: exited %v, %v; want not yet", ok, err)
+	}
 	os.WriteFile(r.exitFile("c"), []byte("garbage"), 0o644)
 	if _, _, err := r.ExitStatus("c"); !errors.Is(err, errdefs.ErrDataLoss) {
 		t.Errorf("corrupt exit file: %v, want ErrDataLoss", err)
