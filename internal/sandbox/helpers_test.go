@@ -156,8 +156,19 @@ func (e *env) assertNoTrace(t *testing.T) {
 	if ids, err := e.net.Attached(); err != nil || len(ids) > 0 {
 		t.Errorf("CNI attachments left: %v %v", ids, err)
 	}
-	if entries, _ := os.ReadDir("/sys/class/net/" + testBridge + "/brif"); len(entries) > 0 {
-		t.Errorf("bridge ports left: %v", names(entries))
+	// A veth whose namespace is gone without a CNI DEL (someone unpinned
+	// it) is destroyed by the kernel's asynchronous netns cleanup.
+	var ports []string
+	deadline := time.Now().Add(10 * time.Second)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		entries, _ := os.ReadDir("/sys/class/net/" + testBridge + "/brif")
+		if ports = names(entries); len(ports) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(delay)
+	}
+	if len(ports) > 0 {
+		t.Errorf("bridge ports left: %v", ports)
 	}
 }
 
