@@ -31,8 +31,14 @@ func TestDefaultsNeedNoFile(t *testing.T) {
 	if !reflect.DeepEqual(l.Config, Default()) || len(l.Files) != 0 {
 		t.Fatalf("effective config without a file = %+v (files %v), want the defaults", l.Config, l.Files)
 	}
-	if l.Socket != DefaultSocket || l.Root != DefaultRoot || l.Runtime.CgroupDriver != "cgroupfs" {
+	// The paths the issue and the tools around cradle rely on, literally.
+	if l.Socket != "/run/cradle/cradle.sock" || l.Root != "/var/lib/cradle" || l.State != "/run/cradle" ||
+		l.Registry.ConfigPath != "/etc/cradle/certs.d" || l.CNI.ConfDir != "/etc/cni/net.d" ||
+		l.Runtime.CgroupDriver != "cgroupfs" || l.Runtime.DefaultHandler != "runc" {
 		t.Fatalf("unexpected defaults: %+v", l.Config)
+	}
+	if DefaultFile != "/etc/cradle/cradle.toml" || DropInDir(DefaultFile) != "/etc/cradle/cradle.d" {
+		t.Fatalf("default config file %s, drop-ins %s", DefaultFile, DropInDir(DefaultFile))
 	}
 	if got := l.Origin("socket"); got != "built-in default" {
 		t.Errorf("origin of an unset key = %q", got)
