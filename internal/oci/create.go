@@ -76,9 +76,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 		}
 	}()
 
-	place, err := r.monitorPlacement(o)
+	monitorCg, err := r.monitorCgroupFor(o.Bundle)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("create container %s: %w", o.ID, err)
 	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
@@ -93,7 +93,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = commandWaitDelay
 	var startW *os.File
-	if place != nil {
+	if o.PlaceMonitor != nil {
 		var startR *os.File
 		if startR, startW, err = os.Pipe(); err != nil {
 			syncW.Close()
@@ -109,9 +109,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if err != nil {
 		return 0, fmt.Errorf("start conmon for %s: %w", o.ID, err)
 	}
-	if place != nil {
+	if o.PlaceMonitor != nil {
 		// conmon blocks reading the start pipe before it forks.
-		if perr := place(cmd.Process.Pid); perr != nil {
+		if perr := o.PlaceMonitor(cmd.Process.Pid); perr != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return 0, fmt.Errorf("place conmon of %s: %w", o.ID, perr)
@@ -142,33 +142,10 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 		return 0, err
 	}
 	r.addMonitor(o.ID, monitorWatch)
+	if monitorCg != "" {
+		r.placeMonitorAsync(o.ID, monitorCg, monitorPid)
+	}
 	return pid, nil
-}
-
-// monitorPlacement is what moves a new conmon, before it forks: into its
-// monitor cgroup (see monitorcgroup.go), then wherever o.PlaceMonitor says.
-// nil when neither applies.
-func (r *Runtime) monitorPlacement(o CreateOpts) (func(pid int) error, error) {
-	cg, err := r.monitorCgroupFor(o.Bundle)
-	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
-	}
-	if cg == "" {
-		return o.PlaceMonitor, nil
-	}
-	return func(pid int) error {
-		if err := r.placeMonitor(o.ID, cg, pid); err != nil {
-			if errors.Is(err, errMonitorRecord) {
-				return err
-			}
-			// Accounting is worth a warning, not a failed container.
-			r.log.Warn("conmon stays outside its monitor cgroup", "container", o.ID, "cgroup", cg, "err", err)
-		}
-		if o.PlaceMonitor != nil {
-			return o.PlaceMonitor(pid)
-		}
-		return nil
-	}, nil
 }
 
 func (r *Runtime) validateCreate(o CreateOpts) error {

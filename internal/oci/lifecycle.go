@@ -105,6 +105,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	r.stopMonitor(ctx, id)
+	r.waitPlacement(ctx, id)
 	// Before the state dir goes: it holds the record of the monitor cgroup.
 	if err := r.removeMonitorCgroup(id); err != nil {
 		return fmt.Errorf("delete container %s: %w", id, err)

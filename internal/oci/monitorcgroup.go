@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // A container's conmon lives in a cgroup of its own beside the container's,
@@ -20,8 +22,13 @@ import (
 // needs, and a service manager stopping the daemon's cgroup (systemd's
 // KillMode=control-group) cannot kill every container's monitor with it.
 //
+// The move happens after Create has returned, off the pod's start path: in
+// cgroup v1 every migration waits for an RCU grace period, ~0.8 ms per
+// hierarchy, 8 ms a container here. Only the long-lived monitor moves; by
+// then `runc create` has exited and the container is in its own cgroup.
 // The path is written to the container's state dir before any cgroup is
-// made, so Delete — also after a crash, in a later daemon — removes it.
+// made, so Delete — also after a crash, in a later daemon — removes it, and
+// Delete waits for a move still in flight.
 
 const monitorCgroupFile = "monitor-cgroup"
 
@@ -53,15 +60,55 @@ func (r *Runtime) monitorCgroupFor(bundle string) (string, error) {
 	return path.Join(path.Dir(cg), monitorCgroupPrefix+path.Base(cg)), nil
 }
 
-// errMonitorRecord marks a failure to record the monitor cgroup: unlike a
-// hierarchy refusing conmon, it would leave a cgroup nobody removes.
-var errMonitorRecord = errors.New("record monitor cgroup")
+// placeMonitorAsync moves the container's monitor into cg in the
+// background; Delete and Close wait for it.
+func (r *Runtime) placeMonitorAsync(id, cg string, pid int) {
+	done := make(chan struct{})
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if r.placing == nil {
+		r.placing = map[string]chan struct{}{}
+	}
+	r.placing[id] = done
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.placing, id)
+			r.mu.Unlock()
+			close(done)
+		}()
+		// Accounting is worth a warning, not a failed container.
+		if err := r.placeMonitor(id, cg, pid); err != nil {
+			r.log.Warn("conmon stays outside its monitor cgroup", "container", id, "cgroup", cg, "err", err)
+		}
+	}()
+}
+
+// waitPlacement returns once no move of id's monitor is in flight.
+func (r *Runtime) waitPlacement(ctx context.Context, id string) {
+	r.mu.Lock()
+	done := r.placing[id]
+	r.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
 
 // placeMonitor records cg for the container and moves pid into it in every
-// mounted hierarchy.
+// mounted hierarchy. A monitor that is already gone has nothing to move.
 func (r *Runtime) placeMonitor(id, cg string, pid int) error {
 	if err := writeFileAtomic(filepath.Join(r.ctrDir(id), monitorCgroupFile), []byte(cg)); err != nil {
-		return fmt.Errorf("%w: %w", errMonitorRecord, err)
+		return err
 	}
 	mounts, err := cgroupMounts()
 	if err != nil {
@@ -70,6 +117,9 @@ func (r *Runtime) placeMonitor(id, cg string, pid int) error {
 	var errs []error
 	for _, m := range mounts {
 		if err := joinCgroup(m, cg, pid); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return nil
+			}
 			errs = append(errs, err)
 		}
 	}

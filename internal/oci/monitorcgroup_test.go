@@ -59,6 +59,15 @@ func TestConmonLivesInItsCgroupBesideTheContainer(t *testing.T) {
 	}
 	wantMonitor := path.Join("/", testCgroupParent, monitorCgroupPrefix+c.id)
 	wantCtr := path.Join("/", testCgroupParent, c.id)
+	// The move happens after Create returns, off the start path.
+	eventually(t, 10*time.Second, "conmon in its monitor cgroup", func() bool {
+		for _, cg := range procCgroups(t, rec.MonitorPid) {
+			if cg != wantMonitor {
+				return false
+			}
+		}
+		return true
+	})
 	mon, ctr := procCgroups(t, rec.MonitorPid), procCgroups(t, ctrPid)
 	if len(mon) == 0 {
 		t.Fatal("conmon has no cgroups")
@@ -125,5 +134,21 @@ func TestNoMonitorCgroupForTheSystemdDriverOrRelativePaths(t *testing.T) {
 	r.cfg.MonitorCgroups = false
 	if got, _ := r.monitorCgroupFor(write("/kubepods/pod1/abc")); got != "" {
 		t.Errorf("disabled: monitor cgroup %q, want none", got)
+	}
+}
+
+// Delete right after Create, while the monitor's move may still be in
+// flight, must not leave the monitor cgroup behind.
+func TestDeleteRightAfterCreateLeavesNoMonitorCgroup(t *testing.T) {
+	e := monitorEnv(t)
+	for range 3 {
+		c := e.newContainer([]string{"sleep", "600"})
+		if _, err := e.rt.Create(ctxT(t), c.opts()); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.rt.Delete(ctxT(t), c.id, true); err != nil {
+			t.Fatal(err)
+		}
+		assertCgroupGone(t, path.Join("/", testCgroupParent, monitorCgroupPrefix+c.id))
 	}
 }

@@ -52,7 +52,8 @@ type Runtime struct {
 	exits *exitWatcher
 
 	mu       sync.Mutex
-	monitors map[string]*monitor // by container id, while conmon runs
+	monitors map[string]*monitor      // by container id, while conmon runs
+	placing  map[string]chan struct{} // monitor cgroup moves in flight, closed when done
 	closed   bool
 	stop     chan struct{}  // closed by Close
 	wg       sync.WaitGroup // monitor supervisors
