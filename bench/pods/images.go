@@ -17,8 +17,12 @@ const (
 
 // workloadCommand keeps the container running and lets it stop at once on
 // SIGTERM: a plain `sleep` as PID 1 would ignore SIGTERM and every
-// StopContainer would last its whole grace period.
-var workloadCommand = []string{"sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"}
+// StopContainer would last its whole grace period. It logs workloadReady once
+// its trap is set: a SIGTERM before that is ignored by PID 1 too, so teardown
+// waits for the line (the faster a runtime starts, the likelier that race).
+var workloadCommand = []string{"sh", "-c", "trap 'exit 0' TERM; echo " + workloadReady + "; sleep 3600 & wait"}
+
+const workloadReady = "ready"
 
 // catatonitPath is Debian's catatonit: a static C init whose -P mode is a
 // pause process, as small as Kubernetes' own pause binary.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -26,6 +27,7 @@ type podRunner struct {
 
 type pod struct {
 	id, container string
+	log           string // the container's log file
 }
 
 // config is a kubelet-like sandbox config. PID namespace per container
@@ -80,15 +82,40 @@ func (r *podRunner) start(ctx context.Context, name string) (pod, time.Duration,
 		return p, 0, r.d.Explain(fmt.Errorf("%s CreateContainer in %s: %w", r.d.Name, name, err))
 	}
 	p.container = cid
+	p.log = filepath.Join(cfg.LogDirectory, cc.LogPath)
 	if err := r.d.Runtime.StartContainer(ctx, cid); err != nil {
 		return p, 0, r.d.Explain(fmt.Errorf("%s StartContainer in %s: %w", r.d.Name, name, err))
 	}
 	return p, time.Since(t0), nil
 }
 
+// waitReady polls the container's log until the workload says its SIGTERM
+// trap is set (not timed: kubelet does not stop what it just started).
+func (r *podRunner) waitReady(ctx context.Context, p pod) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
+		if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte(" "+workloadReady)) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: container %s did not log %q within 30s", r.d.Name, p.container, workloadReady)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
 // teardown follows kubelet's order: stop the container with its grace
 // period, stop the sandbox, remove it (which removes the container).
 func (r *podRunner) teardown(ctx context.Context, p pod) (time.Duration, error) {
+	if p.container != "" {
+		if err := r.waitReady(ctx, p); err != nil {
+			return 0, err
+		}
+	}
 	t0 := time.Now()
 	if p.container != "" {
 		if err := r.d.Runtime.StopContainer(ctx, p.container, stopGrace); err != nil {
