@@ -274,7 +274,7 @@ func (r *Runtime) abortCreate(o CreateOpts, monitorWatch *pidWatch, deleteRuntim
 		monitorWatch.close()
 	}
 	if !deleteRuntime {
-		err := errors.Join(r.removeMonitorCgroup(o.ID), removeIfNotDir(r.attachLink(o.ID)), os.RemoveAll(r.ctrDir(o.ID)))
+		err := errors.Join(removeIfNotDir(r.attachLink(o.ID)), os.RemoveAll(r.ctrDir(o.ID)))
 		if err != nil {
 			r.log.Warn("clean up failed create", "container", o.ID, "err", err)
 		}
