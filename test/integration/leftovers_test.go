@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -73,23 +72,9 @@ func reapLeftovers(t *testing.T, dir string, tornDown bool) {
 	unmountUnder(t, dir, report)
 }
 
-// unmountUnder detaches every mount at or below dir, deepest first.
+// unmountUnder detaches every mount below dir, deepest first.
 func unmountUnder(t *testing.T, dir string, report func(string, ...any)) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 5 {
-			continue
-		}
-		p := strings.ReplaceAll(fields[4], `\040`, " ")
-		if p == dir || strings.HasPrefix(p, dir+"/") {
-			points = append(points, p)
-		}
-	}
+	points := mountsUnder(t, dir)
 	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
 	for _, p := range points {
 		report("unmounting %s left behind", p)
