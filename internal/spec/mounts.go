@@ -139,6 +139,33 @@ func criMount(m *runtimeapi.Mount, host HostFacts, rt RuntimeFeatures, sys Syste
 	if !filepath.IsAbs(src) {
 		return specs.Mount{}, "", errdefs.InvalidArgument("mount host_path %q for %s is not absolute", src, dst)
 	}
+
+	// Everything that makes the request invalid whatever the host looks
+	// like is checked before the host is asked anything, so the answer to
+	// a bad request never depends on the node's mounts or kernel.
+	var prop string
+	switch p := m.GetPropagation(); p {
+	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+		prop = "rprivate"
+	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		prop = "rslave"
+	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		prop = "rshared"
+	default:
+		return specs.Mount{}, "", errdefs.InvalidArgument("unknown mount propagation %d for %s", p, dst)
+	}
+	switch {
+	case m.GetRecursiveReadOnly() && !m.GetReadonly():
+		return specs.Mount{}, "", errdefs.InvalidArgument("recursive_read_only mount at %s must also be readonly", dst)
+	case m.GetRecursiveReadOnly() && prop != "rprivate":
+		return specs.Mount{}, "", errdefs.InvalidArgument("recursive_read_only mount at %s needs private propagation", dst)
+	}
+	for _, o := range m.GetMountOptions() {
+		if !allowedMountOptions[o] {
+			return specs.Mount{}, "", errdefs.InvalidArgument("mount option %q for %s is not allowed", o, dst)
+		}
+	}
+
 	// CRI asks to follow a symlinked host path and mount its target.
 	if _, err := sys.Stat(src); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -150,31 +177,18 @@ func criMount(m *runtimeapi.Mount, host HostFacts, rt RuntimeFeatures, sys Syste
 	if err != nil {
 		return specs.Mount{}, "", errdefs.FailedPrecondition("mount host_path %q for %s: %v", src, dst, err)
 	}
-
-	var prop string
-	switch p := m.GetPropagation(); p {
-	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
-		prop = "rprivate"
-	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
-		prop = "rslave"
-		if err := needPropagation(sys, real, "shared", "slave"); err != nil {
-			return specs.Mount{}, "", err
-		}
-	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
-		prop = "rshared"
-		if err := needPropagation(sys, real, "shared"); err != nil {
-			return specs.Mount{}, "", err
-		}
-	default:
-		return specs.Mount{}, "", errdefs.InvalidArgument("unknown mount propagation %d for %s", p, dst)
+	switch prop {
+	case "rslave":
+		err = needPropagation(sys, real, "shared", "slave")
+	case "rshared":
+		err = needPropagation(sys, real, "shared")
+	}
+	if err != nil {
+		return specs.Mount{}, "", err
 	}
 
 	mode := "rw"
 	switch {
-	case m.GetRecursiveReadOnly() && !m.GetReadonly():
-		return specs.Mount{}, "", errdefs.InvalidArgument("recursive_read_only mount at %s must also be readonly", dst)
-	case m.GetRecursiveReadOnly() && prop != "rprivate":
-		return specs.Mount{}, "", errdefs.InvalidArgument("recursive_read_only mount at %s needs private propagation", dst)
 	case m.GetRecursiveReadOnly() && !host.RecursiveReadOnly:
 		return specs.Mount{}, "", errdefs.FailedPrecondition("recursive read-only mounts need Linux 5.12 or later (mount at %s)", dst)
 	case m.GetRecursiveReadOnly() && !rt.RecursiveReadOnly:
@@ -186,9 +200,6 @@ func criMount(m *runtimeapi.Mount, host HostFacts, rt RuntimeFeatures, sys Syste
 	}
 	om := bind(real, dst, prop, mode)
 	for _, o := range m.GetMountOptions() {
-		if !allowedMountOptions[o] {
-			return specs.Mount{}, "", errdefs.InvalidArgument("mount option %q for %s is not allowed", o, dst)
-		}
 		if !slices.Contains(om.Options, o) {
 			om.Options = append(om.Options, o)
 		}

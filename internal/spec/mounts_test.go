@@ -127,6 +127,15 @@ func TestCRIMountErrors(t *testing.T) {
 			func(f *fakeSystem) { f.propagation["/srv/data"] = "shared" }, errdefs.ErrInvalidArgument, "needs private propagation"},
 		{"rro with bidirectional propagation", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
 			func(f *fakeSystem) { f.propagation["/srv/data"] = "shared" }, errdefs.ErrInvalidArgument, "needs private propagation"},
+		// Invalid whatever the host looks like: a private or missing host
+		// path must not turn these into FailedPrecondition.
+		{"rro with bidirectional propagation on a private mount", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+			nil, errdefs.ErrInvalidArgument, "needs private propagation"},
+		{"rro with propagation on an unreadable host path", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
+			func(f *fakeSystem) { f.errs["/srv/data"] = errors.New("permission denied") }, errdefs.ErrInvalidArgument, "needs private propagation"},
+		{"unknown propagation on a missing host path", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/nope", Propagation: 9}, nil, errdefs.ErrInvalidArgument, "unknown mount propagation 9"},
+		{"bad mount option on a private mount", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"suid"}, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+			nil, errdefs.ErrInvalidArgument, `mount option "suid"`},
 		{"bad mount option", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"remount"}}, nil, errdefs.ErrInvalidArgument, `mount option "remount"`},
 		{"mount option that lifts nosuid", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"nodev", "suid"}}, nil, errdefs.ErrInvalidArgument, `mount option "suid"`},
 		{"mount option that lifts noexec", &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/data", MountOptions: []string{"exec"}}, nil, errdefs.ErrInvalidArgument, `mount option "exec"`},
