@@ -3,13 +3,16 @@
 # its built-in defaults (no config file), serve locally built images from a
 # registry on 127.0.0.1, pull a web server built from a static Go program, run
 # it as a pod, fetch a page from the pod IP, exec into it, show its logs, and
-# tear everything down. Run as root on Debian 12.
+# tear everything down. Run as root on Debian 12 (re-runs itself through sudo
+# when started as another user and sudo exists).
 #
 # The pod network is the first config in /etc/cni/net.d (the default conf_dir).
 # If there is none, the demo writes a bridge network there (cradle-demo,
 # 10.89.0.0/24) and removes it again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. hack/lib.sh
+need_root "$@"
 ./hack/install-deps.sh
 export PATH=$PATH:/usr/local/go/bin
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
@@ -17,6 +20,10 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 mkdir -p bin
 go build -o bin/cradle ./cmd/cradle
 go build -o bin/demoregistry ./hack/demoregistry
+# The registry builds the web image's binary with `go build` when it starts:
+# build it here first so that, on a cold build cache, the time goes where the
+# output shows it and the registry's start is quick.
+go build -o /dev/null ./hack/demoweb
 
 work=$(mktemp -d)
 demo_cni=/etc/cni/net.d/10-cradle-demo.conflist
@@ -34,7 +41,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "local registry with a busybox image built from Debian's busybox-static"
 bin/demoregistry >"$work/registry.out" 2>"$work/registry.err" &
 registry_pid=$!
-for _ in $(seq 100); do [ -s "$work/registry.out" ] && [ "$(wc -l <"$work/registry.out")" -ge 3 ] && break; kill -0 $registry_pid 2>/dev/null || { cat "$work/registry.err"; exit 1; }; sleep 0.1; done
+wait_ready 300 "the demo registry" "$registry_pid" "$work/registry.err" lines_at_least 3 "$work/registry.out"
 image=$(sed -n 2p "$work/registry.out")
 web_image=$(sed -n 3p "$work/registry.out")
 echo "serving $image and $web_image"
@@ -56,7 +63,7 @@ step "cradle daemon with built-in defaults (socket /run/cradle/cradle.sock, root
 bin/cradle config | sed -n '1,6p'
 bin/cradle daemon 2>"$work/daemon.log" &
 daemon_pid=$!
-for _ in $(seq 150); do bin/cradle version >/dev/null 2>&1 && break; kill -0 $daemon_pid 2>/dev/null || { cat "$work/daemon.log"; exit 1; }; sleep 0.1; done
+wait_ready 60 "cradle daemon" "$daemon_pid" "$work/daemon.log" bin/cradle version
 bin/cradle version
 
 step "cradle pull $image $web_image"
@@ -89,7 +96,11 @@ bin/cradle ps
 ip=$(bin/cradle inspectp -q -o go-template --template '{{.status.network.ip}}' "$pod")
 
 step "fetch a page from the pod IP $ip"
-for _ in $(seq 100); do curl -fsS --noproxy '*' "http://$ip:8080/" && break; sleep 0.1; done
+# The pod's process (not a local child) is what is waited for here: the
+# daemon's pid stands in for "still there", its log is what explains a failure.
+page() { curl -fsS --noproxy '*' -o "$work/page" "http://$ip:8080/"; }
+wait_ready 30 "the pod's web server at $ip:8080 (cradle daemon log follows)" "$daemon_pid" "$work/daemon.log" page
+cat "$work/page"
 
 step "cradle exec $ctr -- sh -c 'hostname; id; ls /usr/bin/demoweb'"
 bin/cradle exec "$ctr" sh -c 'hostname; id; ls /usr/bin/demoweb'

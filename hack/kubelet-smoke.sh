@@ -12,9 +12,11 @@
 #
 # Needs a kubelet binary (KUBELET=/path/to/kubelet, or `kubelet` on PATH);
 # this script does not build one. Run as root on Debian 12:
-#   sudo KUBELET=/path/to/kubelet ./hack/kubelet-smoke.sh
+#   KUBELET=/path/to/kubelet ./hack/kubelet-smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. hack/lib.sh
+need_root "$@"
 export PATH=$PATH:/usr/local/go/bin
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 
@@ -71,7 +73,7 @@ for p in json.load(sys.stdin)["items"]:
 step "registry on 127.0.0.1 with locally built images"
 bin/demoregistry >"$work/registry.out" 2>"$work/registry.err" &
 registry_pid=$!
-for _ in $(seq 100); do [ "$(wc -l <"$work/registry.out")" -ge 3 ] && break; sleep 0.1; done
+wait_ready 300 "the registry" "$registry_pid" "$work/registry.err" lines_at_least 3 "$work/registry.out"
 busybox=$(sed -n 2p "$work/registry.out")
 web=$(sed -n 3p "$work/registry.out")
 echo "$busybox $web"

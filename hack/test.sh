@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of cradle (unit, integration with real runc/conmon/CNI, fuzz
-# seed corpora) with the race detector. Run as root on Debian 12.
+# seed corpora) with the race detector. Run as root on Debian 12 (re-runs
+# itself through sudo when started as another user and sudo exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. hack/lib.sh
+need_root "$@"
 ./hack/install-deps.sh
 export PATH=$PATH:/usr/local/go/bin
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
