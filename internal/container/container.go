@@ -87,9 +87,11 @@ type Manager struct {
 	names      map[string]*reservation // by sandbox ID + "/" + name
 	gates      sandboxGates
 
-	ctx    context.Context // cancelled by Close: ends the exit watchers
+	ctx    context.Context // cancelled by Close: ends the exit watchers and recovery
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// recovery counts the reconciliation jobs New started (recover.go).
+	recovery sync.WaitGroup
 
 	// hook, when set by tests, runs before each create step; an error fails
 	// the step, and errCrash makes Create return without undoing anything,
@@ -101,10 +103,11 @@ type Manager struct {
 
 var errCrash = errors.New("simulated crash")
 
-// New checks the configuration and recovers the containers recorded under
-// Root: creates and removals a crash interrupted are undone or finished,
-// exits that happened while the daemon was down are recorded, running
-// containers are watched again, and every kept container holds its layers
+// New checks the configuration and loads the containers recorded under
+// Root; every kept container holds its layers again before it returns.
+// The rest of the recovery runs in the background (recover.go): creates and
+// removals a crash interrupted are undone or finished, exits that happened
+// while the daemon was down are recorded, running containers are watched
 // again. Call it after the image service has re-acquired its own layers and
 // before the layer store's Prune.
 func New(cfg Config) (*Manager, error) {
@@ -142,6 +145,7 @@ func New(cfg Config) (*Manager, error) {
 // the same directories picks them up. Layer references stay taken.
 func (m *Manager) Close() error {
 	m.cancel()
+	m.recovery.Wait()
 	m.wg.Wait()
 	return nil
 }

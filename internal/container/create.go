@@ -163,7 +163,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 			return
 		}
 		if err != nil {
-			if uerr := m.undo(rt, c); uerr != nil {
+			if uerr := m.undo(ctx, rt, c); uerr != nil {
 				m.log.Warn("undo failed create; New retries it", "id", id, "err", uerr)
 			}
 			id = ""

@@ -149,6 +149,7 @@ func openWithEvents(e *env, fn EventFunc) {
 	if e.m, err = New(cfg); err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
+	e.m.WaitRecovered()
 }
 
 func TestRecoveryReportsExitsAndRemovals(t *testing.T) {

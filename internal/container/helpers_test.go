@@ -173,9 +173,12 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
+	// Prune right after New, as the daemon does; the tests then look at
+	// what recovery did.
 	if err := e.layers.Prune(); err != nil {
 		e.t.Fatal(err)
 	}
+	e.m.WaitRecovered()
 }
 
 func (e *env) config() Config {

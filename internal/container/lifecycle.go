@@ -24,6 +24,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if err := waitRecovered(ctx, c); err != nil {
+		return err
+	}
 	c.op.Lock()
 	defer c.op.Unlock()
 	if st := c.state(); st != Created {
@@ -142,6 +145,9 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 	if err != nil {
 		return err
 	}
+	if err := waitRecovered(ctx, c); err != nil {
+		return err
+	}
 	c.op.Lock()
 	defer c.op.Unlock()
 	return m.stop(ctx, c, timeout)
@@ -205,11 +211,14 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if err := waitRecovered(ctx, c); err != nil {
+		return err
+	}
 	c.op.Lock()
 	defer c.op.Unlock()
 	if c.state() == Removing {
 		// A failed earlier Remove: finish it.
-		return m.finishRemove(c)
+		return m.finishRemove(ctx, c)
 	}
 	if err := m.stop(ctx, c, 0); err != nil {
 		return err
@@ -217,12 +226,12 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.update(c, func(r *record) { r.State = Removing }); err != nil {
 		return err
 	}
-	return m.finishRemove(c)
+	return m.finishRemove(ctx, c)
 }
 
-func (m *Manager) finishRemove(c *ctr) error {
+func (m *Manager) finishRemove(ctx context.Context, c *ctr) error {
 	rt, _ := m.runtime(c.rec.Handler)
-	if err := m.undo(rt, c); err != nil {
+	if err := m.undo(ctx, rt, c); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.rec.ID, err)
 	}
 	m.mu.Lock()

@@ -126,6 +126,9 @@ type ctr struct {
 	layers bool
 	// volLayers: the same for the layers of rec.ImageVolumes.
 	volLayers bool
+	// recovered, when not nil, is closed once the reconciliation after a
+	// daemon restart has ended; operations wait for it (waitRecovered).
+	recovered chan struct{}
 }
 
 func (c *ctr) snapshot() record {

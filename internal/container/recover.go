@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
@@ -12,46 +13,41 @@ import (
 	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
-// recover loads every record and reconciles it with the runtime and the
-// kernel. Problems with one container are logged and do not stop the rest.
+// recoveryWorkers bounds how many containers are reconciled at once: each
+// may run the OCI runtime, and a node restarting with hundreds of
+// containers must not fork hundreds of runc processes together.
+const recoveryWorkers = 8
+
+// recoveryTimeout bounds the reconciliation of one container; a runtime
+// that hangs costs that container this long, never the others or serving.
+const recoveryTimeout = 60 * time.Second
+
+// recover loads every record into memory and queues what needs the
+// runtime or the kernel for the background: New returns (and the daemon
+// serves) as soon as the records are read. Loading only reads files and
+// takes layer references, so the layer store's Prune, which runs right
+// after, cannot remove a layer that a container still mounts.
+//
+// Containers a crash left half-created or half-removed are invisible (as
+// they were) until their undo ends. Kept containers are listed at once with
+// their recorded state; an operation on one that is still being reconciled
+// waits for it within the caller's deadline (see waitRecovered).
 func (m *Manager) recover() error {
 	ents, err := os.ReadDir(recordRoot(m.cfg.Root))
 	if err != nil {
 		return fmt.Errorf("container manager: %w", err)
 	}
 	known := map[string]bool{}
+	var jobs []func(ctx context.Context)
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
 		}
 		id := e.Name()
 		known[id] = true
-		rec, err := load(m.dir(id))
-		if err != nil {
-			// No record: a crash between mkdir and the intent record, or
-			// in the middle of removing the directory.
-			if !errors.Is(err, os.ErrNotExist) {
-				m.log.Error("unreadable container record; removing the container", "id", id, "err", err)
-			}
-			m.cleanOrphan(id)
-			continue
+		if job := m.load(id); job != nil {
+			jobs = append(jobs, job)
 		}
-		c := &ctr{rec: rec}
-		if c.cfg, err = rec.config(); err != nil {
-			m.log.Error("unreadable container config; removing the container", "id", id, "err", err)
-			m.cleanOrphan(id)
-			continue
-		}
-		if rec.State == Creating || rec.State == Removing {
-			rt, _ := m.runtime(rec.Handler)
-			if err := m.undo(rt, c); err != nil {
-				m.log.Warn("undo interrupted container create or remove", "id", id, "state", rec.State, "err", err)
-			} else if rec.State == Removing {
-				m.emit(events.Deleted, c) // a Remove the crash cut off
-			}
-			continue
-		}
-		m.restore(c)
 	}
 	// Bundles without a record: the record was removed first.
 	states, err := os.ReadDir(stateRoot(m.cfg.State))
@@ -59,46 +55,137 @@ func (m *Manager) recover() error {
 		return fmt.Errorf("container manager: %w", err)
 	}
 	for _, e := range states {
-		if e.IsDir() && !known[e.Name()] {
-			m.cleanOrphan(e.Name())
+		if id := e.Name(); e.IsDir() && !known[id] {
+			jobs = append(jobs, func(ctx context.Context) { m.cleanOrphan(ctx, id) })
 		}
 	}
+	m.runRecovery(jobs)
 	return nil
 }
 
-// cleanOrphan removes a container that has no usable record from every
-// runtime (the handler is unknown), the kernel and the disk.
-func (m *Manager) cleanOrphan(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for h, rt := range m.cfg.Runtimes {
-		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
-			m.log.Warn("delete orphan container", "id", id, "handler", h, "err", err)
-		}
+// load reads one container's record and returns the work its
+// reconciliation needs, nil when none.
+func (m *Manager) load(id string) func(ctx context.Context) {
+	rec, err := load(m.dir(id))
+	if errors.Is(err, os.ErrNotExist) {
+		// A crash between mkdir and the intent record, or in the middle
+		// of removing the directory.
+		return func(ctx context.Context) { m.cleanOrphan(ctx, id) }
 	}
-	if err := m.undo(nil, &ctr{rec: record{ID: id}}); err != nil {
-		m.log.Warn("remove orphan container", "id", id, "err", err)
+	c := &ctr{rec: rec}
+	if err == nil {
+		c.cfg, err = rec.config()
 	}
-}
-
-// restore brings a kept container back into memory with the truth about
-// its process.
-func (m *Manager) restore(c *ctr) {
-	id := c.rec.ID
-	if err := m.acquire(c); err != nil {
+	if err != nil {
+		m.setAside(id, err)
+		return func(ctx context.Context) { m.cleanOrphan(ctx, id) }
+	}
+	// References first, so no Prune can take a layer a mount still uses;
+	// an undo releases them.
+	if err := m.acquire(c); err != nil && rec.State != Creating && rec.State != Removing {
 		// Its mount still pins the files; only a new mount is impossible.
 		m.log.Warn("container's image layers are gone", "id", id, "err", err)
 	}
-	if err := m.acquireImageVolumes(c); err != nil {
+	if err := m.acquireImageVolumes(c); err != nil && rec.State != Creating && rec.State != Removing {
 		m.log.Warn("container's image volume layers are gone", "id", id, "err", err)
+	}
+	if rec.State == Creating || rec.State == Removing {
+		return func(ctx context.Context) {
+			rt, _ := m.runtime(rec.Handler)
+			if err := m.undo(ctx, rt, c); err != nil {
+				m.log.Warn("undo interrupted container create or remove", "id", id, "state", rec.State, "err", err)
+			} else if rec.State == Removing {
+				m.emit(events.Deleted, c) // a Remove the crash cut off
+			}
+		}
+	}
+	if rec.State != Exited {
+		c.recovered = make(chan struct{})
 	}
 	m.mu.Lock()
 	m.containers[id] = c
 	m.names[nameKey(c.rec.SandboxID, c.rec.Name)] = doneReservation(c.rec.ConfigHash, id)
 	m.mu.Unlock()
-	if c.rec.State == Exited {
+	if rec.State == Exited {
+		return nil
+	}
+	return func(ctx context.Context) {
+		defer close(c.recovered)
+		c.op.Lock()
+		defer c.op.Unlock()
+		m.restore(ctx, c)
+	}
+}
+
+// setAside moves an unreadable record out of the way, under a name that
+// says what it was, and logs where it went: the container is then cleaned
+// up as an orphan, but what the record held is kept for an operator.
+func (m *Manager) setAside(id string, cause error) {
+	from := filepath.Join(m.dir(id), recordName)
+	to := m.dir(id) + ".corrupt"
+	if err := os.Rename(from, to); err != nil {
+		m.log.Error("unreadable container record; removing the container", "id", id, "record", from, "err", cause, "setAsideErr", err)
 		return
 	}
+	m.log.Error("unreadable container record set aside; removing the container", "id", id, "record", from, "setAside", to, "err", cause)
+}
+
+// runRecovery runs jobs in the background, recoveryWorkers at a time, each
+// with its own deadline; WaitRecovered waits for them.
+func (m *Manager) runRecovery(jobs []func(ctx context.Context)) {
+	sem := make(chan struct{}, recoveryWorkers)
+	for _, job := range jobs {
+		m.recovery.Add(1)
+		go func() {
+			defer m.recovery.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-m.ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(m.ctx, recoveryTimeout)
+			defer cancel()
+			job(ctx)
+		}()
+	}
+}
+
+// WaitRecovered blocks until the reconciliation New started has ended.
+func (m *Manager) WaitRecovered() { m.recovery.Wait() }
+
+// waitRecovered lets an operation on c wait, within ctx, for its
+// reconciliation to end; past ctx it fails with Unavailable, which clients
+// retry.
+func waitRecovered(ctx context.Context, c *ctr) error {
+	if c.recovered == nil {
+		return nil
+	}
+	select {
+	case <-c.recovered:
+		return nil
+	case <-ctx.Done():
+		return errdefs.New(errdefs.ErrUnavailable, "container %s is still being recovered after a daemon restart; retry", c.rec.ID)
+	}
+}
+
+// cleanOrphan removes a container that has no usable record from every
+// runtime (the handler is unknown), the kernel and the disk.
+func (m *Manager) cleanOrphan(ctx context.Context, id string) {
+	for h, rt := range m.cfg.Runtimes {
+		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+			m.log.Warn("delete orphan container", "id", id, "handler", h, "err", err)
+		}
+	}
+	if err := m.undo(ctx, nil, &ctr{rec: record{ID: id}}); err != nil {
+		m.log.Warn("remove orphan container", "id", id, "err", err)
+	}
+}
+
+// restore finds out the truth about a kept container's process. The
+// caller holds c.op.
+func (m *Manager) restore(ctx context.Context, c *ctr) {
+	id := c.rec.ID
 	rt, err := m.runtime(c.rec.Handler)
 	if err != nil {
 		m.recordExit(c, oci.Exit{Code: 255, Message: err.Error()})
@@ -109,9 +196,13 @@ func (m *Manager) restore(c *ctr) {
 	case exited:
 		m.recordExit(c, exit)
 		return
-	case err != nil:
+	case errors.Is(err, errdefs.ErrNotFound):
 		// Its runtime state is gone: the state dir was wiped (a reboot).
 		m.recordExit(c, oci.Exit{Code: 255, Message: "container state lost (host rebooted?): " + err.Error()})
+		return
+	case err != nil:
+		// A corrupt exit file: the process is gone, how it ended is not known.
+		m.recordExit(c, oci.Exit{Code: 255, Message: err.Error()})
 		return
 	}
 	if err := m.ensureRootfs(c); err != nil {
@@ -120,12 +211,12 @@ func (m *Manager) restore(c *ctr) {
 	if _, err := m.mountImageVolumes(c); err != nil {
 		m.log.Warn("remount container image volumes", "id", id, "err", err)
 	}
+	c.mu.Lock()
 	c.exited = make(chan struct{})
-	if c.rec.State == Created {
+	c.mu.Unlock()
+	if c.state() == Created {
 		// A start the crash cut off before its record.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		st, err := rt.State(ctx, id)
-		cancel()
 		if err != nil || st.Status == oci.StatusCreated {
 			return
 		}

@@ -10,12 +10,16 @@ import (
 	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
+// undoTimeout bounds the runtime calls of one undo; it does not follow the
+// caller's deadline, which may have passed (a Create that failed for it).
+const undoTimeout = 30 * time.Second
+
 // undo removes every trace of a container that is not running: runtime
 // state, rootfs mount, bundle, record. Each step accepts the absence of what
 // it removes, so undo finishes any partial create or remove.
-func (m *Manager) undo(rt *oci.Runtime, c *ctr) error {
+func (m *Manager) undo(ctx context.Context, rt *oci.Runtime, c *ctr) error {
 	id := c.rec.ID
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
 	if rt != nil {
 		if err := rt.Delete(ctx, id, true); err != nil {

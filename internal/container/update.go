@@ -36,6 +36,9 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, req *runtimeap
 	if err != nil {
 		return err
 	}
+	if err := waitRecovered(ctx, c); err != nil {
+		return err
+	}
 	c.op.Lock()
 	defer c.op.Unlock()
 	switch st := c.state(); st {

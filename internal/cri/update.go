@@ -39,14 +39,14 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 // UpdatePodSandboxResources records the pod-level resources kubelet has
 // already set on the pod cgroup, for the verbose PodSandboxStatus. It is
 // best effort for kubelet; bad values are still refused.
-func (s *Server) UpdatePodSandboxResources(_ context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
+func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
 	if s.pods == nil {
 		return nil, errdefs.New(errdefs.ErrUnimplemented, "UpdatePodSandboxResources: pods are not enabled in this daemon")
 	}
 	if req.PodSandboxId == "" {
 		return nil, errdefs.InvalidArgument("UpdatePodSandboxResources: pod_sandbox_id is required")
 	}
-	if err := s.pods.UpdateResources(req.PodSandboxId, req.Overhead, req.Resources); err != nil {
+	if err := s.pods.UpdateResources(ctx, req.PodSandboxId, req.Overhead, req.Resources); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil

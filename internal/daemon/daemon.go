@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
@@ -88,7 +86,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return fmt.Errorf("detect host facts: %w", err)
 	}
 	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver,
-		Runtimes: detectRuntimeFeatures(ctx, cfg, runtimes, facts, log)}
+		Runtimes: detectRuntimeFeatures(ctx, cfg, usable(runtimes), facts, log)}
 	// Pods stop their containers and containers look their pods up: the
 	// hook reads the container manager once it exists.
 	var containers *container.Manager
@@ -151,7 +149,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
-		WithRuntimeHandlers(slices.Collect(maps.Keys(runtimes))).WithEvents(evs).
+		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).
 		WithRuntimeFeatures(node.Runtimes).WithUserNamespaces(cfg.Root)
 	streams, err := cri.ListenStreaming(cfg.Stream, containers, pods)
 	if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -38,7 +39,53 @@ func openRuntimes(cfg *config.Loaded, log *slog.Logger) (map[string]*oci.Runtime
 		}
 		runtimes[name] = rt
 	}
+	openRetired(cfg, runtimes, conmon, log)
 	return runtimes, nil
+}
+
+// openRetired opens, for stop and removal only, every handler that left
+// containers in the state dir but is not usable now (removed from the
+// configuration, or its binary is gone): without it those pods and
+// containers could never be stopped or removed. It uses the binary and root
+// the handler recorded, else the default handler's binary.
+func openRetired(cfg *config.Loaded, runtimes map[string]*oci.Runtime, conmon string, log *slog.Logger) {
+	ents, err := os.ReadDir(filepath.Join(cfg.State, "oci"))
+	if err != nil {
+		return
+	}
+	fallback := runtimes[cfg.Runtime.DefaultHandler]
+	for _, e := range ents {
+		name := e.Name()
+		dir := filepath.Join(cfg.State, "oci", name)
+		if !e.IsDir() || runtimes[name] != nil || !oci.HasContainers(dir) {
+			continue
+		}
+		rc, err := oci.RetiredConfig(name, dir, fallback.RuntimePath(), filepath.Join(cfg.State, "runtime", name), conmon)
+		if err != nil {
+			log.Warn("retired runtime handler: using the default runtime binary", "handler", name, "err", err)
+		}
+		rc.Logger = log.With("component", "oci", "handler", name)
+		rc.SystemdCgroup = cfg.Runtime.CgroupDriver == "systemd"
+		rt, err := oci.New(rc)
+		if err != nil {
+			log.Error("runtime handler is gone and its containers cannot be managed", "handler", name, "err", err)
+			continue
+		}
+		log.Warn("runtime handler is not configured but has containers: they can be stopped and removed, not created",
+			"handler", name, "runtime", rc.RuntimePath)
+		runtimes[name] = rt
+	}
+}
+
+// usableHandlers are the handlers new pods and containers may use.
+func usableHandlers(runtimes map[string]*oci.Runtime) []string {
+	var names []string
+	for name, rt := range runtimes {
+		if !rt.Retired() {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon string, log *slog.Logger) (*oci.Runtime, error) {
@@ -68,4 +115,13 @@ func closeRuntimes(runtimes map[string]*oci.Runtime) {
 	for _, rt := range runtimes {
 		_ = rt.Close()
 	}
+}
+
+// usable is runtimes without the retired ones.
+func usable(runtimes map[string]*oci.Runtime) map[string]*oci.Runtime {
+	out := make(map[string]*oci.Runtime, len(runtimes))
+	for _, name := range usableHandlers(runtimes) {
+		out[name] = runtimes[name]
+	}
+	return out
 }

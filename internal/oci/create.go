@@ -56,6 +56,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if err := r.validateCreate(o); err != nil {
 		return 0, err
 	}
+	if err := r.refuseRetired(o.ID); err != nil {
+		return 0, err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCreateTimeout)

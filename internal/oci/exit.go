@@ -90,6 +90,10 @@ func (r *Runtime) WaitExit(ctx context.Context, id string) (Exit, error) {
 	}
 	ch, cancel, ok := r.exits.subscribe(id)
 	defer cancel()
+	// Subscribed first, so an exit the adoption records cannot be missed.
+	if _, exited, err := r.ExitStatus(id); err == nil && !exited {
+		r.superviseOrphan(id)
+	}
 	for {
 		exit, exited, err := r.ExitStatus(id)
 		if err != nil || exited {

@@ -28,7 +28,7 @@ type monitor struct {
 }
 
 // superviseTimeout bounds the runtime calls a supervisor makes on its own.
-const superviseTimeout = 30 * time.Second
+var superviseTimeout = 30 * time.Second
 
 // addMonitor starts supervising a committed container's conmon. The
 // supervisor reaps conmon when it exits and adopts the container when conmon
@@ -92,11 +92,22 @@ func (r *Runtime) adopt(m *monitor) {
 	ctx, cancel := context.WithTimeout(context.Background(), superviseTimeout)
 	st, err := r.State(ctx, m.id)
 	cancel()
-	if err != nil {
-		// No runtime state: the container never came to be, or is deleted.
-		return
-	}
 	const lost = "the container's monitor (conmon) exited first; its output after that was lost"
+	switch {
+	case errors.Is(err, errdefs.ErrNotFound):
+		// The runtime never created it (a crash before conmon ran it) or it
+		// was deleted: no process of it can be left to wait for.
+		r.recordLost(m.id, unknownExitCode, "the runtime has no state for the container: it never started or was deleted")
+		return
+	case err != nil:
+		// The runtime cannot tell (it hangs or fails): judge from the pid
+		// it reported at create, which only /proc can vouch for.
+		r.log.Warn("runtime state unavailable; judging the container from its recorded pid", "container", m.id, "err", err)
+		st = State{Status: StatusStopped}
+		if rec, rerr := r.readRecord(m.id); rerr == nil && rec.Pid > 0 && processAlive(rec.Pid) {
+			st = State{Status: StatusRunning, Pid: rec.Pid}
+		}
+	}
 	pid := st.Pid
 	if st.Status == StatusStopped || pid <= 0 {
 		// It may have died an instant ago as our child: then its zombie
@@ -132,9 +143,46 @@ func (r *Runtime) recordLost(id string, code int, msg string) {
 	if _, err := os.Stat(r.ctrDir(id)); err != nil {
 		return // deleted meanwhile
 	}
+	if _, exited, _ := r.readExit(id); exited {
+		return // conmon's own record, with the real code, came first
+	}
 	if err := r.recordExit(id, code, msg); err != nil {
 		r.log.Error("record exit of adopted container", "container", id, "err", err)
 	}
+}
+
+// superviseOrphan makes sure an exit will be recorded for a container that
+// nobody watches: no conmon is tracked for it (its record was never
+// written, conmon died, or this daemon restarted after both), so no exit
+// file would ever come. It adopts the container, which judges it from the
+// runtime's state, pidfds and /proc. Waiters call it before they block.
+func (r *Runtime) superviseOrphan(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.monitors[id] != nil {
+		return
+	}
+	if _, err := os.Stat(r.ctrDir(id)); err != nil {
+		return // deleted: waiters get ErrNotFound
+	}
+	m := &monitor{id: id, deleted: make(chan struct{})}
+	r.monitors[id] = m
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.adopt(m)
+		r.mu.Lock()
+		if r.monitors[id] == m {
+			delete(r.monitors, id)
+		}
+		r.mu.Unlock()
+	}()
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	st, err := readProcStat(pid)
+	return err == nil && st.state != 'Z' && st.state != 'X'
 }
 
 // recoverAll re-arms the watch of every container's conmon after a restart.

@@ -41,6 +41,9 @@ type Config struct {
 	MonitorCgroups bool
 	// Logger receives warnings about monitors and cleanup; nil discards.
 	Logger *slog.Logger
+	// Retired marks a handler that is no longer configured but still has
+	// containers (see RetiredConfig): Create is refused, the rest works.
+	Retired bool
 }
 
 // Runtime drives one OCI runtime binary and one conmon per container. Its
@@ -99,6 +102,12 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("oci %s: watch exit dir: %w", cfg.Handler, err)
 	}
 	r.exits = w
+	if !cfg.Retired {
+		if err := r.writeHandlerRecord(); err != nil {
+			w.close()
+			return nil, fmt.Errorf("oci %s: %w", cfg.Handler, err)
+		}
+	}
 	r.recoverAll()
 	return r, nil
 }

@@ -169,15 +169,25 @@ func fakeRuntime(t *testing.T) *Runtime {
 	return r
 }
 
+// monitored gives id a state dir and a stand-in for a live conmon, whose
+// exit file the test then writes: nothing is adopted.
+func monitored(t *testing.T, r *Runtime, id string) {
+	t.Helper()
+	if err := os.Mkdir(r.ctrDir(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.monitors[id] = &monitor{id: id, deleted: make(chan struct{})}
+	r.mu.Unlock()
+}
+
 func TestWaitExitManyWaiters(t *testing.T) {
 	r := fakeRuntime(t)
 	const n = 200
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("w%d", i)
-		if err := os.Mkdir(r.ctrDir(ids[i]), 0o700); err != nil {
-			t.Fatal(err)
-		}
+		monitored(t, r, ids[i])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -223,7 +233,7 @@ func TestExitStatusFiles(t *testing.T) {
 	if _, _, err := r.ExitStatus("../x"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("ExitStatus with a bad id: %v", err)
 	}
-	os.Mkdir(r.ctrDir("c"), 0o700)
+	monitored(t, r, "c")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := r.WaitExit(ctx, "c"); !errors.Is(err, errdefs.ErrDeadlineExceeded) {
@@ -247,7 +257,7 @@ func TestExitStatusFiles(t *testing.T) {
 
 func TestWaitExitEndsOnClose(t *testing.T) {
 	r := fakeRuntime(t)
-	os.Mkdir(r.ctrDir("c"), 0o700)
+	monitored(t, r, "c")
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.WaitExit(context.Background(), "c")

@@ -87,6 +87,9 @@ func (e *env) manager(t *testing.T) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// These tests look at what recovery did; tests of serving during
+	// recovery call New themselves.
+	m.WaitRecovered()
 	return m
 }
 

@@ -62,8 +62,11 @@ type pod struct {
 
 	view atomic.Pointer[Sandbox] // what Get and List return; replaced, never changed
 
-	done   chan struct{} // closed when the Run that creates the pod has ended
+	done   chan struct{} // closed when the Run that creates the pod, or its recovery, has ended
 	runErr error         // that Run's error; read only after done
+	// recovering: loaded from a record at start; done closes when its
+	// reconciliation ends. Immutable.
+	recovering bool
 }
 
 func (p *pod) visible() bool {
@@ -170,9 +173,7 @@ func loadRecord(path string) (*pod, error) {
 	if err := protojson.Unmarshal(r.Config, cfg); err != nil {
 		return nil, fmt.Errorf("decode pod config in %s: %w", path, err)
 	}
-	done := make(chan struct{})
-	close(done)
-	return &pod{id: r.ID, name: r.Name, digest: r.Digest, cfg: cfg, rec: r, done: done}, nil
+	return &pod{id: r.ID, name: r.Name, digest: r.Digest, cfg: cfg, rec: r}, nil
 }
 
 // writeFileAtomic replaces path with data: write a temporary file beside it

@@ -10,10 +10,17 @@ import (
 	"strings"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
+	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/netns"
 )
 
-// recover loads the records and makes the host match them:
+// recoveryWorkers bounds how many pods are reconciled at once: each may run
+// CNI plugins and the OCI runtime.
+const recoveryWorkers = 8
+
+// recover loads the records into memory and leaves the work that makes the
+// host match them to the background, so New returns (and the daemon serves)
+// as soon as the records are read:
 //   - a pod that was being created is undone (kubelet retries the Run);
 //   - a READY pod whose namespaces or shm mount are gone
 //     (a reboot, an operator's cleanup) is stopped: it becomes NOTREADY and
@@ -22,8 +29,11 @@ import (
 //   - pod dirs and CNI attachments without a record (a lost record) are
 //     torn down.
 //
-// Failures to clean up one pod are logged and leave that pod NOTREADY, so
-// Stop and Remove can retry; they do not stop the daemon from starting.
+// Pods are listed at once with their recorded state. An operation on a pod
+// still being reconciled waits for it within the caller's deadline, then
+// fails with Unavailable (waitRecovered). Failures to clean up one pod are
+// logged and leave that pod NOTREADY, so Stop and Remove can retry; they
+// touch no other pod.
 func (m *Manager) recover(ctx context.Context) error {
 	entries, err := os.ReadDir(m.recDir)
 	if err != nil {
@@ -35,6 +45,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			slog.Warn("sandbox recovery: cannot read CNI attachments", "err", err)
 		}
 	}
+	var jobs []func(context.Context)
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(m.recDir, name)
@@ -49,21 +60,48 @@ func (m *Manager) recover(ctx context.Context) error {
 		if err != nil {
 			// Kept aside rather than deleted: it may name an attachment an
 			// operator has to release by hand.
-			slog.Error("sandbox recovery: unreadable pod record moved aside", "path", path, "err", err)
+			slog.Error("sandbox recovery: unreadable pod record set aside", "path", path, "setAside", path+".corrupt", "err", err)
 			os.Rename(path, path+".corrupt")
 			continue
 		}
-		m.recoverPod(ctx, p)
+		p.done, p.recovering = make(chan struct{}), true
+		m.publish(p)
+		m.byID[p.id], m.names[p.name] = p, p
+		jobs = append(jobs, func(ctx context.Context) { m.recoverPod(ctx, p) })
 	}
-	m.sweepOrphans(ctx, attached)
+	jobs = append(jobs, m.orphanJobs(attached)...)
+	m.runRecovery(ctx, jobs)
 	return nil
 }
 
+// runRecovery runs jobs in the background, recoveryWorkers at a time.
+// Each job bounds its own work (undoTimeout).
+func (m *Manager) runRecovery(ctx context.Context, jobs []func(context.Context)) {
+	sem := make(chan struct{}, recoveryWorkers)
+	for _, job := range jobs {
+		m.recovery.Add(1)
+		go func() {
+			defer m.recovery.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			job(ctx)
+		}()
+	}
+}
+
+// WaitRecovered blocks until the reconciliation New started has ended.
+func (m *Manager) WaitRecovered() { m.recovery.Wait() }
+
 func (m *Manager) recoverPod(ctx context.Context, p *pod) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m.publish(p)
-	m.byID[p.id], m.names[p.name] = p, p
+	defer close(p.done)
 	log := slog.With("pod", p.id, "name", p.name)
 	switch p.rec.State {
 	case Creating:
@@ -75,7 +113,7 @@ func (m *Manager) recoverPod(ctx context.Context, p *pod) {
 		if why := m.broken(p); why != "" {
 			log.Warn("sandbox recovery: pod lost its resources; stopping it", "reason", why)
 			// Not stop: its containers are the container manager's to
-			// recover, and it may not exist yet.
+			// recover.
 			if err := m.release(ctx, p); err != nil {
 				log.Error("sandbox recovery: stop failed", "err", err)
 			}
@@ -85,6 +123,21 @@ func (m *Manager) recoverPod(ctx context.Context, p *pod) {
 			log.Error("sandbox recovery: finishing an interrupted stop failed", "err", err)
 		}
 	}
+}
+
+// waitRecovered lets an operation on p wait, within ctx, for the Run that
+// creates it or for its reconciliation after a restart; past ctx it fails:
+// Unavailable for a pod in recovery, which clients retry.
+func waitRecovered(ctx context.Context, p *pod) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if p.recovering {
+		return errdefs.New(errdefs.ErrUnavailable, "pod sandbox %s is still being recovered after a daemon restart; retry", p.id)
+	}
+	return errdefs.WithKind(errdefs.ErrDeadlineExceeded, fmt.Errorf("pod sandbox %s is still being created: %w", p.id, ctx.Err()))
 }
 
 // errInterrupted is the cause handed to undoCreate in recovery; getting it
@@ -110,9 +163,10 @@ func (m *Manager) broken(p *pod) string {
 	return ""
 }
 
-// sweepOrphans tears down pod dirs and CNI attachments that no record
-// names.
-func (m *Manager) sweepOrphans(ctx context.Context, attached []string) {
+// orphanJobs returns the teardown of each pod dir and CNI attachment that
+// no record names. Callers have loaded every record.
+func (m *Manager) orphanJobs(attached []string) []func(context.Context) {
+	var jobs []func(context.Context)
 	entries, err := os.ReadDir(m.podsDir)
 	if err != nil {
 		slog.Warn("sandbox recovery: cannot read pod dirs", "err", err)
@@ -122,23 +176,30 @@ func (m *Manager) sweepOrphans(ctx context.Context, attached []string) {
 		if _, ok := m.byID[id]; ok {
 			continue
 		}
-		slog.Warn("sandbox recovery: removing a pod dir without a record", "pod", id)
-		dir := m.podDir(id)
-		err := errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")), m.unpinUserns(id))
-		if err == nil {
-			err = os.RemoveAll(dir)
-		}
-		if err != nil {
-			slog.Error("sandbox recovery: orphan pod dir", "pod", id, "err", err)
-		}
+		jobs = append(jobs, func(context.Context) {
+			slog.Warn("sandbox recovery: removing a pod dir without a record", "pod", id)
+			dir := m.podDir(id)
+			err := errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")), m.unpinUserns(id))
+			if err == nil {
+				err = os.RemoveAll(dir)
+			}
+			if err != nil {
+				slog.Error("sandbox recovery: orphan pod dir", "pod", id, "err", err)
+			}
+		})
 	}
 	for _, id := range attached {
 		if _, ok := m.byID[id]; ok {
 			continue
 		}
-		slog.Warn("sandbox recovery: detaching a CNI attachment without a record", "pod", id)
-		if err := m.cfg.CNI.Teardown(ctx, cni.PodNet{ID: id}); err != nil {
-			slog.Error("sandbox recovery: orphan CNI attachment", "pod", id, "err", err)
-		}
+		jobs = append(jobs, func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+			defer cancel()
+			slog.Warn("sandbox recovery: detaching a CNI attachment without a record", "pod", id)
+			if err := m.cfg.CNI.Teardown(ctx, cni.PodNet{ID: id}); err != nil {
+				slog.Error("sandbox recovery: orphan CNI attachment", "pod", id, "err", err)
+			}
+		})
 	}
+	return jobs
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -23,7 +24,7 @@ type PodResources struct {
 // UpdateResources records the pod-level resources kubelet set on the pod's
 // cgroup. Values are checked as for a container, so garbage is refused
 // (ErrInvalidArgument) instead of being reported back as the pod's truth.
-func (m *Manager) UpdateResources(id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
+func (m *Manager) UpdateResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
 	p, err := m.lookup(id)
 	if err != nil {
 		return err
@@ -49,6 +50,9 @@ func (m *Manager) UpdateResources(id string, overhead, resources *runtimeapi.Lin
 			return fmt.Errorf("update pod %s: encode %s: %w", id, r.name, err)
 		}
 		*r.dst = b
+	}
+	if err := waitRecovered(ctx, p); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

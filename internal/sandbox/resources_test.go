@@ -23,7 +23,7 @@ func TestUpdateResourcesIsRecordedAndSurvivesRestart(t *testing.T) {
 
 	res := &runtimeapi.LinuxContainerResources{CpuShares: 1536, MemoryLimitInBytes: 256 << 20, CpusetCpus: "0"}
 	overhead := &runtimeapi.LinuxContainerResources{CpuShares: 10}
-	if err := m.UpdateResources(id, overhead, res); err != nil {
+	if err := m.UpdateResources(context.Background(), id, overhead, res); err != nil {
 		t.Fatal(err)
 	}
 	check := func(m *Manager, when string) {
@@ -50,10 +50,10 @@ func TestUpdateResourcesIsRecordedAndSurvivesRestart(t *testing.T) {
 	check(e.manager(t), "after restart")
 
 	// Refused updates leave the recorded values alone.
-	wantKind(t, m.UpdateResources(id, nil, &runtimeapi.LinuxContainerResources{CpuQuota: -7}), errdefs.ErrInvalidArgument)
-	wantKind(t, m.UpdateResources(id, nil, &runtimeapi.LinuxContainerResources{CpusetMems: "a"}), errdefs.ErrInvalidArgument)
-	wantKind(t, m.UpdateResources(id, nil, nil), errdefs.ErrInvalidArgument)
-	wantKind(t, m.UpdateResources("nope", nil, res), errdefs.ErrNotFound)
+	wantKind(t, m.UpdateResources(context.Background(), id, nil, &runtimeapi.LinuxContainerResources{CpuQuota: -7}), errdefs.ErrInvalidArgument)
+	wantKind(t, m.UpdateResources(context.Background(), id, nil, &runtimeapi.LinuxContainerResources{CpusetMems: "a"}), errdefs.ErrInvalidArgument)
+	wantKind(t, m.UpdateResources(context.Background(), id, nil, nil), errdefs.ErrInvalidArgument)
+	wantKind(t, m.UpdateResources(context.Background(), "nope", nil, res), errdefs.ErrNotFound)
 	check(m, "after refused updates")
 }
 
@@ -67,10 +67,10 @@ func TestUpdateResourcesChecksAgainstNodeFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Stop(ctx, id); m.Remove(ctx, id) })
-	wantKind(t, m.UpdateResources(id, nil, &runtimeapi.LinuxContainerResources{
+	wantKind(t, m.UpdateResources(context.Background(), id, nil, &runtimeapi.LinuxContainerResources{
 		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "1GB", Limit: 1 << 30}},
 	}), errdefs.ErrInvalidArgument)
-	if err := m.UpdateResources(id, nil, &runtimeapi.LinuxContainerResources{
+	if err := m.UpdateResources(context.Background(), id, nil, &runtimeapi.LinuxContainerResources{
 		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 2 << 20}},
 	}); err != nil {
 		t.Fatal(err)

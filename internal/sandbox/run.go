@@ -38,6 +38,15 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	name := podName(cfg.GetMetadata())
 
 	m.mu.Lock()
+	if p, ok := m.names[name]; ok && p.recovering {
+		// A pod of this name from before a restart: once reconciled it is
+		// either kept (the retry joins it) or undone (the name is free).
+		m.mu.Unlock()
+		if err := waitRecovered(ctx, p); err != nil {
+			return "", err
+		}
+		m.mu.Lock()
+	}
 	if p, ok := m.names[name]; ok {
 		m.mu.Unlock()
 		return m.joinRetry(ctx, p, name, digest)

@@ -133,6 +133,9 @@ type Manager struct {
 	byID  map[string]*pod
 	names map[string]*pod // unique name → pod, including pods being created
 
+	// recovery counts the reconciliation jobs New started (recover.go).
+	recovery sync.WaitGroup
+
 	// beforeStep, when set (tests), runs before each step of Run and can
 	// fail it.
 	beforeStep func(step string) error
@@ -141,8 +144,8 @@ type Manager struct {
 	onJoin func()
 }
 
-// New opens the records under cfg.Root and reconciles them with the
-// host: see recover.go.
+// New opens the records under cfg.Root and starts reconciling them with
+// the host in the background: see recover.go.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	for name, d := range map[string]string{"root": cfg.Root, "state": cfg.State} {
 		if d == "" || !filepath.IsAbs(d) || filepath.Clean(d) != d {

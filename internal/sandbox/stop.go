@@ -20,6 +20,9 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if err := waitRecovered(ctx, p); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.removed {
@@ -57,6 +60,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if err := waitRecovered(ctx, p); err != nil {
 		return err
 	}
 	p.mu.Lock()
