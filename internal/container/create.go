@@ -11,6 +11,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
@@ -228,6 +229,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err := save(m.dir(id), &c.rec); err != nil {
 		return id, err
 	}
+	crashpoint.Hit(crashpoint.CreateCreated)
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
@@ -235,7 +237,17 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	return id, nil
 }
 
+// crashBefore names the crash point before a step of create: what the
+// steps before it did is in place.
+var crashBefore = map[string]string{
+	"layers":       crashpoint.CreateRecorded,
+	"imagevolumes": crashpoint.CreateRootfs,
+	"oci":          crashpoint.CreateBundle,
+	"record":       crashpoint.CreateOCI,
+}
+
 func (m *Manager) step(name string) error {
+	crashpoint.Hit(crashBefore[name])
 	if m.hook == nil {
 		return nil
 	}

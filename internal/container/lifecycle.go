@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
@@ -43,6 +44,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err := rt.Start(ctx, id); err != nil && !m.startedAnyway(rt, c) {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
+	crashpoint.Hit(crashpoint.StartRan)
 	if err := m.update(c, func(r *record) {
 		// The watcher may already have recorded a quick exit.
 		if r.State == Created {
@@ -51,6 +53,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}); err != nil {
 		m.log.Warn("record start", "id", id, "err", err)
 	}
+	crashpoint.Hit(crashpoint.StartRecorded)
 	// Before the watcher exists, so STARTED always precedes STOPPED.
 	m.emit(events.Started, c)
 	m.watch(rt, c)
@@ -172,6 +175,7 @@ func (m *Manager) stop(ctx context.Context, c *ctr, timeout time.Duration) error
 		if err := rt.Kill(ctx, c.rec.ID, sig, false); err != nil {
 			return fmt.Errorf("stop container %s: %w", c.rec.ID, err)
 		}
+		crashpoint.Hit(crashpoint.StopSignalled)
 		if waitExited(ctx, exited, timeout) {
 			return nil
 		}
@@ -179,6 +183,7 @@ func (m *Manager) stop(ctx context.Context, c *ctr, timeout time.Duration) error
 	if err := rt.Kill(ctx, c.rec.ID, unix.SIGKILL, true); err != nil {
 		return fmt.Errorf("kill container %s: %w", c.rec.ID, err)
 	}
+	crashpoint.Hit(crashpoint.StopKilled)
 	if waitExited(ctx, exited, killWait) {
 		return nil
 	}
@@ -226,6 +231,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.update(c, func(r *record) { r.State = Removing }); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RemoveRecorded)
 	return m.finishRemove(ctx, c)
 }
 

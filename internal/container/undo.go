@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
@@ -25,10 +26,12 @@ func (m *Manager) undo(ctx context.Context, rt *oci.Runtime, c *ctr) error {
 		if err := rt.Delete(ctx, id, true); err != nil {
 			return err
 		}
+		crashpoint.Hit(crashpoint.RemoveDeleted)
 	}
 	if err := unmountRootfs(m.rootfs(id)); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RemoveUnmounted)
 	if err := unmountImageVolumes(m.bundle(id)); err != nil {
 		return err
 	}
@@ -37,6 +40,7 @@ func (m *Manager) undo(ctx context.Context, rt *oci.Runtime, c *ctr) error {
 	if err := os.RemoveAll(m.bundle(id)); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RemoveBundle)
 	// The record goes first, so a crash within RemoveAll leaves no record
 	// naming half a directory.
 	if err := os.Remove(filepath.Join(m.dir(id), recordName)); err != nil && !errors.Is(err, os.ErrNotExist) {

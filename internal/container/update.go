@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/spec"
 )
@@ -72,11 +73,13 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, req *runtimeap
 	if err := rt.UpdateResources(ctx, id, res); err != nil {
 		return fmt.Errorf("update container %s: %w", id, err)
 	}
+	crashpoint.Hit(crashpoint.UpdateApplied)
 	if err := m.rewriteBundleResources(id, res); err != nil {
 		// The cgroup has the new values and the record gets them; only
 		// CgroupsPath reads the bundle after create, and not its limits.
 		m.log.Warn("update container: bundle keeps the old resources", "id", id, "err", err)
 	}
+	crashpoint.Hit(crashpoint.UpdateBundle)
 	err = m.update(c, func(r *record) { r.Resources = data })
 	c.mu.Lock()
 	c.res = next

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/layer"
 	"github.com/opencontainers/go-digest"
@@ -158,6 +159,7 @@ func (p *puller) ensure(ctx context.Context, i int) error {
 			return p.fill(fctx, i, dir)
 		})
 		if err == nil {
+			crashpoint.Hit(crashpoint.PullLayerCommited)
 			if !filled.Load() {
 				p.progress.layerPresent(i)
 			}
@@ -199,6 +201,7 @@ func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error
 		diffID: p.res.config.RootFS.DiffIDs[i],
 		what:   what,
 		onRead: func(n int) {
+			crashpoint.Hit(crashpoint.PullMidLayer)
 			p.s.watchers.poke(chainID)
 			p.pokeQueued()
 			p.progress.add(n)

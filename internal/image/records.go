@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/opencontainers/go-digest"
 )
@@ -55,6 +56,7 @@ func (s *Service) commit(img Image) (Image, error) {
 			put = append(put, c)
 		}
 	}
+	crashpoint.Hit(crashpoint.PullBeforeRecord)
 	if err := writeRecords(s.db, put, del); err != nil {
 		s.mu.Unlock()
 		return Image{}, fmt.Errorf("record image %s: %w", img.ID, err)
@@ -92,6 +94,7 @@ func (s *Service) Remove(ref string) error {
 	}
 	s.idx.del(img.ID)
 	s.mu.Unlock()
+	crashpoint.Hit(crashpoint.RemoveImageRecord)
 	s.release(img.ChainIDs)
 	return nil
 }

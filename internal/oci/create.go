@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
 
@@ -140,6 +141,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if pid, err = r.readSync(ctx, o.ID, syncR); err != nil {
 		return 0, err
 	}
+	crashpoint.Hit(crashpoint.CreateConmon)
 	rec := record{Bundle: o.Bundle, LogPath: o.LogPath, Pid: pid, MonitorPid: monitorPid, Created: time.Now()}
 	if err = r.writeRecord(o.ID, rec); err != nil {
 		return 0, err

@@ -17,6 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
 
@@ -121,6 +122,7 @@ func (r *Runtime) ExecSync(ctx context.Context, id string, o ExecOpts) (ExecResu
 	// Wait's error only repeats the exit status, read from ProcessState below.
 	runcDone := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(runcDone) }()
+	crashpoint.Hit(crashpoint.ExecRunning)
 	var timeout <-chan time.Time
 	if o.Timeout > 0 {
 		t := time.NewTimer(o.Timeout)

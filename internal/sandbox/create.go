@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/netns"
 )
 
@@ -46,6 +47,15 @@ var steps = []step{
 	{stepInit, (*Manager).runInit},
 }
 
+// crashAfter names the crash point right after a step's side effect.
+var crashAfter = map[string]string{
+	stepNamespaces: crashpoint.RunNamespaces,
+	stepResolv:     crashpoint.RunFiles,
+	stepShm:        crashpoint.RunShm,
+	stepNetwork:    crashpoint.RunNetAttached,
+	stepInit:       crashpoint.RunInitStarted,
+}
+
 func (m *Manager) hook(name string) error {
 	if m.beforeStep != nil {
 		return m.beforeStep(name)
@@ -71,6 +81,7 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	if err := m.note(p); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RunRecorded)
 	v := p.view.Load()
 	// Step timings go to the debug log: where a slow pod start spends its
 	// time (CNI, usually) is the first thing an operator asks.
@@ -84,6 +95,9 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 			return err
 		}
 		took = append(took, s.name, time.Since(t))
+		if cp := crashAfter[s.name]; cp != "" {
+			crashpoint.Hit(cp)
+		}
 	}
 	if err := m.hook(stepReady); err != nil {
 		return err
@@ -91,6 +105,9 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	p.rec.State = Ready
 	t := time.Now()
 	err = m.save(p)
+	if err == nil {
+		crashpoint.Hit(crashpoint.RunReady)
+	}
 	slog.Debug("pod sandbox steps", append([]any{"id", p.id, stepReady, time.Since(t)}, took...)...)
 	return err
 }
@@ -189,6 +206,7 @@ func (m *Manager) attachNetwork(ctx context.Context, p *pod, v *Sandbox) error {
 	if err := m.save(p); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RunNetRecorded)
 	// On failure Setup has run DEL itself; undo runs it again, which is
 	// harmless and covers a failed rollback.
 	res, err := m.cfg.CNI.Setup(ctx, m.podNet(p, true))
@@ -223,6 +241,7 @@ func (m *Manager) runInit(ctx context.Context, p *pod, v *Sandbox) error {
 	if err := m.note(p); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RunInitRecorded)
 	pid, err := m.startInit(ctx, p, v)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
 
@@ -179,6 +180,7 @@ func (m *Manager) erase(p *pod) error {
 	if err := os.RemoveAll(m.podDir(p.id)); err != nil {
 		return fmt.Errorf("remove pod dir: %w", err)
 	}
+	crashpoint.Hit(crashpoint.RemovePodFiles)
 	if err := os.Remove(m.recordPath(p.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove pod record: %w", err)
 	}

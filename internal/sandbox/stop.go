@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/netns"
@@ -36,6 +37,7 @@ func (m *Manager) stop(ctx context.Context, p *pod) error {
 		if err := m.cfg.StopContainers(ctx, p.id); err != nil {
 			return fmt.Errorf("stop containers of pod %s: %w", p.id, err)
 		}
+		crashpoint.Hit(crashpoint.StopPodContainers)
 	}
 	return m.release(ctx, p)
 }
@@ -47,6 +49,7 @@ func (m *Manager) release(ctx context.Context, p *pod) error {
 		if err := m.save(p); err != nil {
 			return err
 		}
+		crashpoint.Hit(crashpoint.StopPodNotReady)
 		m.emit(events.Stopped, p)
 	}
 	return m.teardown(ctx, p)
@@ -73,6 +76,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.stop(ctx, p); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RemovePodStopped)
 	if err := m.erase(p); err != nil {
 		return err
 	}
@@ -90,6 +94,7 @@ func (m *Manager) teardown(ctx context.Context, p *pod) error {
 	if err := m.stopInit(ctx, p); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.StopPodInit)
 	var errs []error
 	if p.rec.NetAttach {
 		if m.cfg.CNI == nil {
@@ -98,6 +103,7 @@ func (m *Manager) teardown(ctx context.Context, p *pod) error {
 		} else if err := m.cfg.CNI.Teardown(ctx, m.podNet(p, false)); err != nil {
 			errs = append(errs, err)
 		} else {
+			crashpoint.Hit(crashpoint.StopPodNetwork)
 			p.rec.NetAttach = false
 			if err := m.save(p); err != nil {
 				errs = append(errs, err)
@@ -113,5 +119,6 @@ func (m *Manager) teardown(ctx context.Context, p *pod) error {
 	if err := m.unpinUserns(p.id); err != nil {
 		errs = append(errs, err)
 	}
+	crashpoint.Hit(crashpoint.StopPodUnpinned)
 	return errors.Join(errs...)
 }

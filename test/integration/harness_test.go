@@ -35,7 +35,9 @@ func binary(t *testing.T) string {
 			return
 		}
 		cradleBin = filepath.Join(dir, "cradle")
-		cmd := exec.Command("go", "build", "-race", "-o", cradleBin, "github.com/cradle-runtime/cradle/cmd/cradle")
+		// With crash points compiled in (inert unless CRADLE_CRASH_AT is
+		// set: crash_test.go arms them).
+		cmd := exec.Command("go", "build", "-race", "-tags", "crashpoints", "-o", cradleBin, "github.com/cradle-runtime/cradle/cmd/cradle")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildError = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -72,6 +74,9 @@ type daemon struct {
 	// tornDown: the daemon was alive at the end and removed every pod, so
 	// anything still mounted or running under dir is the daemon's leak.
 	tornDown bool
+
+	// env is added to the next start's environment (a crash point).
+	env []string
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -141,6 +146,9 @@ func (d *daemon) start() {
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if len(d.env) > 0 {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
