@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"os/exec"
 	"sync"
 
 	"github.com/cradle-runtime/cradle/internal/config"
@@ -12,7 +11,8 @@ import (
 )
 
 // detectRuntimeFeatures asks the runtime of every usable handler what it
-// supports, once at start-up and in parallel (each has its own timeout), and
+// supports (its cached answer when the binary has not changed since), once
+// at start-up and in parallel (each has its own timeout), and
 // combines that with the host's facts. The default handler is also filed
 // under "", the name kubelet and the pods use for it. A runtime that cannot
 // answer gets no optional feature: Status must never promise what a
@@ -23,15 +23,12 @@ func detectRuntimeFeatures(ctx context.Context, cfg *config.Loaded, runtimes map
 		wg  sync.WaitGroup
 		out = make(map[string]spec.RuntimeFeatures, len(runtimes)+1)
 	)
-	for name := range runtimes {
+	for name, rt := range runtimes {
 		wg.Go(func() {
 			var opts []string
-			bin, err := exec.LookPath(cfg.Runtime.Handlers[name].Path)
+			f, err := rt.Features(ctx)
 			if err == nil {
-				f, ferr := oci.DetectFeatures(ctx, bin)
-				if err = ferr; err == nil {
-					opts = f.MountOptions
-				}
+				opts = f.MountOptions
 			}
 			if err != nil {
 				log.Warn("runtime features unknown; the handler is reported without optional features", "handler", name, "err", err)

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"golang.org/x/sys/unix"
 )
 
 // FeaturesTimeout bounds `<runtime> features` at start-up: a wedged runtime
@@ -71,3 +74,51 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 
 func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
 func (b *limitedBuffer) String() string { return b.buf.String() }
+
+// featuresFile caches the runtime's features document in the handler's
+// state dir: a daemon restart then need not run the binary before it
+// serves (under load an exec costs seconds). The key is the binary's
+// identity, so an upgraded runtime is asked again; a reboot clears it.
+const featuresFile = "features.json"
+
+type cachedFeatures struct {
+	Binary   string             `json:"binary"`
+	Identity string             `json:"identity"`
+	Features *features.Features `json:"features"`
+}
+
+// binaryIdentity names the file behind path as it is now.
+func binaryIdentity(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d:%d:%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec), nil
+}
+
+// Features returns what this handler's runtime binary supports: from the
+// cache when the binary is the one that answered before, else by asking it
+// (DetectFeatures) and caching the answer.
+func (r *Runtime) Features(ctx context.Context) (*features.Features, error) {
+	path := filepath.Join(r.cfg.StateDir, featuresFile)
+	id, err := binaryIdentity(r.cfg.RuntimePath)
+	if err != nil {
+		return nil, fmt.Errorf("%s features: %w", r.cfg.RuntimePath, err)
+	}
+	if data, err := os.ReadFile(path); err == nil {
+		var c cachedFeatures
+		if json.Unmarshal(data, &c) == nil && c.Binary == r.cfg.RuntimePath && c.Identity == id && c.Features != nil {
+			return c.Features, nil
+		}
+	}
+	f, err := DetectFeatures(ctx, r.cfg.RuntimePath)
+	if err != nil {
+		return nil, err
+	}
+	if data, err := json.Marshal(cachedFeatures{Binary: r.cfg.RuntimePath, Identity: id, Features: f}); err == nil {
+		if err := writeFileAtomic(path, data); err != nil {
+			r.log.Warn("cannot cache the runtime's features", "err", err)
+		}
+	}
+	return f, nil
+}
