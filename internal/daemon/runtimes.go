@@ -60,12 +60,12 @@ func openRetired(cfg *config.Loaded, runtimes map[string]*oci.Runtime, conmon st
 		if !e.IsDir() || runtimes[name] != nil || !oci.HasContainers(dir) {
 			continue
 		}
-		rc, err := oci.RetiredConfig(name, dir, fallback.RuntimePath(), filepath.Join(cfg.State, "runtime", name), conmon)
+		rc, err := oci.RetiredConfig(name, dir, fallback.RuntimePath(), filepath.Join(cfg.State, "runtime", name), conmon,
+			cfg.Runtime.CgroupDriver == "systemd")
 		if err != nil {
 			log.Warn("retired runtime handler: using the default runtime binary", "handler", name, "err", err)
 		}
 		rc.Logger = log.With("component", "oci", "handler", name)
-		rc.SystemdCgroup = cfg.Runtime.CgroupDriver == "systemd"
 		rt, err := oci.New(rc)
 		if err != nil {
 			log.Error("runtime handler is gone and its containers cannot be managed", "handler", name, "err", err)

@@ -33,11 +33,11 @@ func (r *Runtime) writeHandlerRecord() error {
 
 // RetiredConfig returns the Config of a handler that is no longer
 // configured but left state in stateDir: its recorded binary and root when
-// they are still there, else fallbackRuntime and defaultRoot (a state dir
-// from before the record existed). The Runtime it opens refuses to create
+// they are still there, else fallbackRuntime, defaultRoot and
+// systemdCgroup (a state dir from before the record existed). The Runtime it opens refuses to create
 // containers; it stops, deletes and reports the ones it has.
-func RetiredConfig(handler, stateDir, fallbackRuntime, defaultRoot, conmon string) (Config, error) {
-	cfg := Config{Handler: handler, StateDir: stateDir, ConmonPath: conmon,
+func RetiredConfig(handler, stateDir, fallbackRuntime, defaultRoot, conmon string, systemdCgroup bool) (Config, error) {
+	cfg := Config{Handler: handler, StateDir: stateDir, ConmonPath: conmon, SystemdCgroup: systemdCgroup,
 		RuntimePath: fallbackRuntime, RuntimeRoot: defaultRoot, Retired: true, MonitorCgroups: true}
 	data, err := os.ReadFile(filepath.Join(stateDir, handlerFile))
 	switch {
