@@ -54,10 +54,10 @@ const DefaultCreateTimeout = 4 * time.Minute
 // nothing is left behind. A container id that already has state here is
 // refused with ErrAlreadyExists, before anything touches its files.
 func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error) {
-	if err := r.validateCreate(o); err != nil {
+	if err := r.refuseRetired(o.ID); err != nil {
 		return 0, err
 	}
-	if err := r.refuseRetired(o.ID); err != nil {
+	if err := r.validateCreate(o); err != nil {
 		return 0, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
