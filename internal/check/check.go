@@ -63,6 +63,11 @@ type Finding struct {
 	fix   func(ctx context.Context) error
 }
 
+// maxRepairRounds bounds the rounds of one --repair.
+const maxRepairRounds = 3
+
+func (f *Finding) key() string { return f.Kind + " " + f.Object + " " + f.Problem }
+
 // Repairable says whether repair acts on f.
 func (f *Finding) Repairable() bool { return f.fix != nil }
 
@@ -112,10 +117,31 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	if !opts.Repair {
 		return rep, nil
 	}
-	repair(ctx, rep.Findings)
 	rep.Repaired = true
-	rep.Remaining, rep.Incomplete = detect(ctx, &cfg)
-	return rep, nil
+	// A repair can bring new findings to light (a record set aside no
+	// longer holds its layers, as for the daemon): a few rounds take them
+	// too, each new finding once.
+	seen := map[string]bool{}
+	for _, f := range rep.Findings {
+		seen[f.key()] = true
+	}
+	batch := rep.Findings
+	for round := 1; ; round++ {
+		repair(ctx, batch)
+		next, incomplete := detect(ctx, &cfg)
+		n := len(rep.Findings)
+		for _, f := range next {
+			if f.fix != nil && !seen[f.key()] {
+				seen[f.key()] = true
+				rep.Findings = append(rep.Findings, f)
+			}
+		}
+		if len(rep.Findings) == n || round == maxRepairRounds {
+			rep.Remaining, rep.Incomplete = next, incomplete
+			return rep, nil
+		}
+		batch = rep.Findings[n:]
+	}
 }
 
 // stage orders repairs: what holds a thing goes before the thing (a

@@ -68,10 +68,10 @@ func (inv *inventory) known(id string) bool {
 	return pod || ctr
 }
 
-// readable says whether every record could be read, so that "referenced
-// by nobody" can be trusted.
+// readable says whether every record that may hold layers could be read,
+// so that "referenced by nobody" can be trusted.
 func (inv *inventory) readable() bool {
-	return len(inv.pods.Corrupt) == 0 && len(inv.ctrs.Corrupt) == 0 && inv.imagesDB == nil && len(inv.badImages) == 0
+	return len(inv.ctrs.Corrupt) == 0 && inv.imagesDB == nil && len(inv.badImages) == 0
 }
 
 func (c *Config) layersDir() string { return filepath.Join(c.Root, "layers") }
