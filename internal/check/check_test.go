@@ -126,6 +126,10 @@ func TestFindsAndRepairs(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(h.StateDir, "exits"), 0o700))
 	must(t, os.WriteFile(filepath.Join(h.StateDir, "exits", orphanCtr), []byte("0"), 0o600))
 	wants = append(wants, want{"runtime", "orphan", "fake/" + orphanCtr})
+	staleLink := filepath.Join(h.StateDir, "attach", "0123456789abcdef")
+	must(t, os.MkdirAll(filepath.Dir(staleLink), 0o700))
+	must(t, os.Symlink("/gone/bundle", staleLink))
+	wants = append(wants, want{"runtime", "stale-attach-link", staleLink})
 
 	// Processes working for this state dir on IDs without a record.
 	conmon := e.helperProcess("conmon", "-c", newID(), "--exit-dir", filepath.Join(h.StateDir, "exits"), "-b", "/nowhere")
@@ -180,7 +184,7 @@ func TestFindsAndRepairs(t *testing.T) {
 		}
 	}
 	for _, p := range []string{leaked, tmp, filepath.Join(e.state, "pods", orphanPod), filepath.Join(e.root, "containers", noRec),
-		filepath.Join(e.root, "layers", lonely.Encoded()), filepath.Join(h.RuntimeRoot, orphanCtr), filepath.Join(h.StateDir, "ctr", orphanCtr)} {
+		filepath.Join(e.root, "layers", lonely.Encoded()), filepath.Join(h.RuntimeRoot, orphanCtr), filepath.Join(h.StateDir, "ctr", orphanCtr), staleLink} {
 		if present(p) {
 			t.Errorf("%s is still there", p)
 		}

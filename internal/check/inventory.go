@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 
@@ -54,6 +56,9 @@ type handlerState struct {
 	rt       *oci.Runtime
 	listed   map[string]oci.RuntimeContainer
 	stateIDs []string
+	// staleLinks are attach links of no container listed, with state, or
+	// with a record.
+	staleLinks []string
 }
 
 func (inv *inventory) fail(what string, err error) {
@@ -132,6 +137,15 @@ func gather(ctx context.Context, cfg *Config) *inventory {
 			inv.fail("runtime state "+h.Name, err)
 		}
 		inv.handlers = append(inv.handlers, hs)
+	}
+	ids := slices.Collect(maps.Keys(inv.podByID))
+	ids = append(ids, slices.Collect(maps.Keys(inv.ctrByID))...)
+	for _, hs := range inv.handlers {
+		all := append(slices.Clone(ids), hs.stateIDs...)
+		all = append(all, slices.Collect(maps.Keys(hs.listed))...)
+		if hs.staleLinks, err = hs.rt.StaleAttachLinks(all); err != nil {
+			inv.fail("attach links "+hs.Name, err)
+		}
 	}
 	if inv.procs, err = scanProcs(cfg.ProcDir); err != nil {
 		inv.fail("processes", err)

@@ -45,6 +45,11 @@ func runtimeOrphans(inv *inventory) []Finding {
 				stage:  stageRuntime, fix: func(ctx context.Context) error { return rt.DeleteOrphan(ctx, id) }})
 			inv.runtimeOrphan[id] = true
 		}
+		for _, link := range h.staleLinks {
+			out = append(out, Finding{Kind: "runtime", Object: link, Problem: "stale-attach-link",
+				Detail: "conmon's attach link of a container nobody knows", Action: "remove the link",
+				stage: stageRuntime, fix: func(context.Context) error { return removeFile(link) }})
+		}
 	}
 	return out
 }

@@ -59,19 +59,12 @@ func (r *Runtime) RuntimeList(ctx context.Context) ([]RuntimeContainer, error) {
 	return list, nil
 }
 
-// StateIDs lists the container IDs this package has any file of: a ctr/
-// dir, an exit file, or an attach link (named by its bundle's base name,
-// which is the container ID).
+// StateIDs lists the container IDs this package has a ctr/ dir or an exit
+// file of.
 func (r *Runtime) StateIDs() ([]string, error) {
 	seen := map[string]bool{}
 	var ids []string
-	add := func(id string) {
-		if validID(id) == nil && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	for _, dir := range []string{r.ctrRoot(), r.exitsDir(), r.attachDir()} {
+	for _, dir := range []string{r.ctrRoot(), r.exitsDir()} {
 		ents, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -80,16 +73,37 @@ func (r *Runtime) StateIDs() ([]string, error) {
 			return nil, err
 		}
 		for _, e := range ents {
-			if dir != r.attachDir() {
-				add(e.Name())
-				continue
-			}
-			if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
-				add(filepath.Base(target))
+			if id := e.Name(); validID(id) == nil && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
 			}
 		}
 	}
 	return ids, nil
+}
+
+// StaleAttachLinks lists conmon's attach links (paths) that belong to none
+// of ids. A link is named after its container's ID, or a hash of a long
+// one, so it cannot be traced back: only matched.
+func (r *Runtime) StaleAttachLinks(ids []string) ([]string, error) {
+	ents, err := os.ReadDir(r.attachDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, id := range ids {
+		names[attachName(id)] = true
+	}
+	var stale []string
+	for _, e := range ents {
+		if !names[e.Name()] {
+			stale = append(stale, filepath.Join(r.attachDir(), e.Name()))
+		}
+	}
+	return stale, nil
 }
 
 // RecordedMonitorPid is the pid of id's conmon if it still runs, else 0.
