@@ -2,14 +2,16 @@ package integration
 
 import (
 	"context"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cradle-runtime/cradle/internal/check"
+	"github.com/cradle-runtime/cradle/internal/config"
 )
 
 // tearDownPods stops and removes every pod of a live daemon at the end of a
@@ -46,30 +48,54 @@ func (d *daemon) tearDownPods() {
 	d.tornDown = ok
 }
 
-// reapLeftovers removes what is still running or mounted under a daemon dir
-// once its daemon is gone — containers (killed through runc, which also
-// removes their cgroups; their conmons then exit) and mounts — so a test
-// cannot leave processes, cgroups or mounts on the host. After a daemon
-// removed every pod (tornDown) there must be nothing left: what is, leaked.
+// reapLeftovers runs `cradle check --repair`'s census (internal/check) on
+// a daemon's root and state once its daemon is gone, so a test cannot leave
+// containers, processes, cgroups, mounts or leases on the host; then it
+// detaches whatever is still mounted anywhere under dir. After a daemon
+// removed every pod (tornDown) there must be nothing to repair: what is,
+// leaked.
 func reapLeftovers(t *testing.T, dir string, tornDown bool) {
 	report := t.Logf
 	if tornDown {
 		report = t.Errorf
 	}
-	roots, _ := filepath.Glob(filepath.Join(dir, "state", "runtime", "*"))
-	for _, root := range roots {
-		out, err := exec.Command("runc", "--root", root, "list", "-q").Output()
+	if cfg, ok := censusConfig(t, dir); ok {
+		rep, err := check.Run(context.Background(), cfg, check.Options{Repair: true})
 		if err != nil {
-			continue
-		}
-		for _, id := range strings.Fields(string(out)) {
-			report("reaping container %s left behind", id)
-			if out, err := exec.Command("runc", "--root", root, "delete", "--force", id).CombinedOutput(); err != nil {
-				t.Logf("runc delete --force %s: %v: %s", id, err, out)
+			t.Logf("census of %s: %v", dir, err)
+		} else {
+			for _, f := range rep.Findings {
+				report("left behind: %s %s %s (%s); repair: %s %s %s", f.Kind, f.Object, f.Problem, f.Detail, f.Action, f.Result, f.Error)
+			}
+			for _, s := range rep.Incomplete {
+				t.Logf("census of %s incomplete: %s", dir, s)
 			}
 		}
 	}
 	unmountUnder(t, dir, report)
+}
+
+// censusConfig is what the census checks: the daemon's own config when it
+// loads, else its dirs with the default runtime.
+func censusConfig(t *testing.T, dir string) (check.Config, bool) {
+	root, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	for _, d := range []string{root, state} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			return check.Config{}, false // the daemon never ran
+		}
+	}
+	loaded, err := config.Load(filepath.Join(dir, "cradle.toml"), config.Overrides{Root: root, State: state})
+	if err != nil {
+		t.Logf("census: %v; checking with the default runtime", err)
+		def := config.Default()
+		def.Root, def.State = root, state
+		loaded = &config.Loaded{Config: def}
+	}
+	cfg, err := check.FromConfig(loaded)
+	if err != nil {
+		t.Logf("census: %v", err)
+	}
+	return cfg, true
 }
 
 // unmountUnder detaches every mount below dir, deepest first.
