@@ -36,6 +36,9 @@ type Config struct {
 	Root, State string
 	Handlers    []Handler
 	ConmonPath  string
+	// Unusable names handlers of the config left out, with the reason (a
+	// missing runtime binary).
+	Unusable map[string]string
 	// CNI reads the network config and libcni's cache; nil skips the CNI
 	// cache and IPAM leases.
 	CNI *cni.Network
@@ -189,7 +192,7 @@ func detect(ctx context.Context, cfg *Config) (found []Finding, incomplete []str
 	out := []Finding{}
 	for _, rule := range []func(*inventory) []Finding{
 		podRecords, containerRecords, imageRecords, layerStore,
-		runtimeOrphans, processOrphans, networkOrphans,
+		runtimeOrphans, unknownHandlers, processOrphans, networkOrphans,
 		staleMounts, cgroupOrphans,
 	} {
 		out = append(out, rule(inv)...)

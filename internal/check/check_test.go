@@ -229,6 +229,18 @@ func TestCorruptImageDB(t *testing.T) {
 	}
 }
 
+// State of a handler the check cannot run is reported, and left alone.
+func TestUnknownHandler(t *testing.T) {
+	e := newEnv(t)
+	e.valid()
+	must(t, os.MkdirAll(filepath.Join(e.state, "runtime", "kata", newID()), 0o700))
+	must(t, os.MkdirAll(filepath.Join(e.state, "oci", "empty", "ctr"), 0o700))
+	rep := e.run(true)
+	if len(rep.Findings) != 1 || !hasFinding(rep.Findings, want{"runtime", "unknown-handler", "kata"}) || rep.Clean() {
+		t.Fatalf("want the kata state, unrepaired:\n%s", dump(rep))
+	}
+}
+
 func TestRefusesWhileDaemonRuns(t *testing.T) {
 	e := newEnv(t)
 	// flock conflicts between open file descriptions, even in one process:

@@ -28,6 +28,10 @@ func FromConfig(cfg *config.Loaded) (Config, error) {
 		h := cfg.Runtime.Handlers[n]
 		bin, err := exec.LookPath(h.Path)
 		if err != nil {
+			if c.Unusable == nil {
+				c.Unusable = map[string]string{}
+			}
+			c.Unusable[n] = err.Error()
 			continue
 		}
 		root := h.Root

@@ -54,6 +54,47 @@ func runtimeOrphans(inv *inventory) []Finding {
 	return out
 }
 
+// unknownHandlers: runtime state of handlers the check cannot run (not in
+// the config, or its binary is missing). Whatever runs there is out of
+// every daemon's reach; nothing here can safely clean it.
+func unknownHandlers(inv *inventory) []Finding {
+	var out []Finding
+	seen := map[string]bool{}
+	for _, h := range inv.handlers {
+		seen[h.Name] = true
+	}
+	for _, sub := range []string{"runtime", "oci"} {
+		names, err := stateDirs(filepath.Join(inv.cfg.State, sub))
+		if err != nil {
+			inv.fail("handler dirs", err)
+		}
+		for _, name := range names {
+			if seen[name] || !nonEmpty(filepath.Join(inv.cfg.State, sub, name), sub == "oci") {
+				continue
+			}
+			seen[name] = true
+			why := "not in the config"
+			if reason, ok := inv.cfg.Unusable[name]; ok {
+				why = "its runtime binary is missing: " + reason
+			}
+			out = append(out, Finding{Kind: "runtime", Object: name, Problem: "unknown-handler",
+				Detail: fmt.Sprintf("%s has state of handler %s, which is %s", filepath.Join(inv.cfg.State, sub, name), name, why),
+				Action: "none: configure the handler, then check again"})
+		}
+	}
+	return out
+}
+
+// nonEmpty says whether a runtime root (or, for oci, its ctr/ dir) holds
+// any container.
+func nonEmpty(dir string, oci bool) bool {
+	if oci {
+		dir = filepath.Join(dir, "ctr")
+	}
+	names, err := stateDirs(dir)
+	return err != nil || len(names) > 0
+}
+
 // processOrphans: conmon and runtime processes working for this state dir
 // on a container no record names, and pod inits (catatonit) in the cgroup
 // of such an ID, that the runtime orphans above do not already cover.
