@@ -11,6 +11,17 @@ import (
 	"github.com/cradle-runtime/cradle/internal/config"
 )
 
+// FromFile is FromConfig of a config file loaded as `cradle daemon
+// --config file` loads it, for tests that check a daemon's dirs after it
+// is gone.
+func FromFile(file string) (Config, error) {
+	loaded, err := config.Load(file, config.Overrides{})
+	if err != nil {
+		return Config{}, err
+	}
+	return FromConfig(loaded)
+}
+
 // FromConfig describes what the daemon of cfg would use, found as the
 // daemon finds it (internal/daemon: openRuntimes, the CNI cache under
 // root). A handler whose binary is missing is left out, as the daemon does.

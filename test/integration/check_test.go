@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/check"
 	"github.com/cradle-runtime/cradle/internal/testkit"
 )
 
@@ -139,6 +140,14 @@ func TestCheckAfterCrash(t *testing.T) {
 	}
 	if r = d.runCheck(); r.code != 0 {
 		t.Fatalf("check after the repair: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// The same check from Go, as crash-point tests run it.
+	cfg, err := check.FromFile(d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := check.Run(ctx, cfg, check.Options{}); err != nil || !rep.Clean() {
+		t.Fatalf("check.Run after the repair: %v %+v", err, rep)
 	}
 	if err := unix.Kill(initPid, 0); err == nil && !zombie(initPid) {
 		t.Errorf("the lost pod's init (pid %d) still runs", initPid)
