@@ -661,7 +661,7 @@ func TestHelp(t *testing.T) {
 	t.Parallel()
 	r := runCLI(t, "", "--help")
 	mustSucceed(t, r)
-	for _, verb := range []string{"daemon", "config", "version", "info", "pull", "images", "inspecti", "rmi", "imagefsinfo", "--runtime-endpoint"} {
+	for _, verb := range []string{"daemon", "config", "check", "version", "info", "pull", "images", "inspecti", "rmi", "imagefsinfo", "--runtime-endpoint"} {
 		if !strings.Contains(r.stdout, verb) {
 			t.Errorf("root help lacks %q", verb)
 		}

@@ -149,6 +149,7 @@ See 'cradle --help'.
 	root.AddCommand(
 		newDaemonCommand(),
 		newConfigCommand(),
+		newCheckCommand(),
 		newVersionCommand(),
 		newInfoCommand(),
 		newPullCommand(),

@@ -68,6 +68,10 @@ func (m *Manager) recover() error {
 func (m *Manager) load(id string) func(ctx context.Context) {
 	rec, err := load(m.dir(id))
 	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(filepath.Join(m.dir(id), recordName+CorruptSuffix)); serr == nil {
+			// Set aside earlier: the dir is the operator's now.
+			return nil
+		}
 		// A crash between mkdir and the intent record, or in the middle
 		// of removing the directory.
 		return func(ctx context.Context) { m.cleanOrphan(ctx, id) }
@@ -78,7 +82,7 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 	}
 	if err != nil {
 		m.setAside(id, err)
-		return func(ctx context.Context) { m.cleanOrphan(ctx, id) }
+		return func(ctx context.Context) { m.cleanSetAside(ctx, id) }
 	}
 	// References first, so no Prune can take a layer a mount still uses;
 	// an undo releases them.
@@ -117,17 +121,30 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 	}
 }
 
-// setAside moves an unreadable record out of the way, under a name that
-// says what it was, and logs where it went: the container is then cleaned
-// up as an orphan, but what the record held is kept for an operator.
+// setAside renames an unreadable record to record.json.corrupt and logs
+// where it went.
 func (m *Manager) setAside(id string, cause error) {
 	from := filepath.Join(m.dir(id), recordName)
-	to := m.dir(id) + ".corrupt"
-	if err := os.Rename(from, to); err != nil {
-		m.log.Error("unreadable container record; removing the container", "id", id, "record", from, "err", cause, "setAsideErr", err)
+	if err := SetAside(m.cfg.Root, id); err != nil {
+		m.log.Error("unreadable container record could not be set aside", "id", id, "record", from, "err", cause, "setAsideErr", err)
 		return
 	}
-	m.log.Error("unreadable container record set aside; removing the container", "id", id, "record", from, "setAside", to, "err", cause)
+	m.log.Error("unreadable container record set aside; its processes, mounts and bundle are removed, its writable layer kept",
+		"id", id, "record", from, "setAside", from+CorruptSuffix, "err", cause)
+}
+
+// cleanSetAside removes what a container whose record was set aside has
+// in every runtime, the kernel and the state dir, and leaves its dir under
+// root (the unreadable record and the writable layer) to an operator.
+func (m *Manager) cleanSetAside(ctx context.Context, id string) {
+	for h, rt := range m.cfg.Runtimes {
+		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+			m.log.Warn("delete container with a set-aside record", "id", id, "handler", h, "err", err)
+		}
+	}
+	if err := RemoveBundle(m.cfg.State, id); err != nil {
+		m.log.Warn("remove bundle of a container with a set-aside record", "id", id, "err", err)
+	}
 }
 
 // runRecovery runs jobs in the background, recoveryWorkers at a time, each

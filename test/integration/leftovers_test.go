@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cradle-runtime/cradle/internal/check"
+	"github.com/cradle-runtime/cradle/internal/config"
 )
 
 // tearDownPods stops and removes every pod of a live daemon at the end of a
@@ -46,16 +50,33 @@ func (d *daemon) tearDownPods() {
 	d.tornDown = ok
 }
 
-// reapLeftovers removes what is still running or mounted under a daemon dir
-// once its daemon is gone — containers (killed through runc, which also
-// removes their cgroups; their conmons then exit) and mounts — so a test
-// cannot leave processes, cgroups or mounts on the host. After a daemon
-// removed every pod (tornDown) there must be nothing left: what is, leaked.
+// reapLeftovers runs `cradle check --repair`'s census (internal/check) on
+// a daemon's root and state once its daemon is gone, so a test cannot leave
+// containers, processes, cgroups, mounts or leases on the host; then it
+// detaches whatever is still mounted anywhere under dir. After a daemon
+// removed every pod (tornDown) there must be nothing to repair: what is,
+// leaked.
 func reapLeftovers(t *testing.T, dir string, tornDown bool) {
 	report := t.Logf
 	if tornDown {
 		report = t.Errorf
 	}
+	if cfg, ok := censusConfig(t, dir); ok {
+		rep, err := check.Run(context.Background(), cfg, check.Options{Repair: true})
+		if err != nil {
+			t.Logf("census of %s: %v", dir, err)
+		} else {
+			for _, f := range rep.Findings {
+				report("left behind: %s %s %s (%s); repair: %s %s %s", f.Kind, f.Object, f.Problem, f.Detail, f.Action, f.Result, f.Error)
+			}
+			for _, s := range rep.Incomplete {
+				t.Logf("census of %s incomplete: %s", dir, s)
+			}
+		}
+	}
+	// What a valid record still names (a container of a pod nobody tore
+	// down) is no orphan to the census, but a test must not leave it
+	// running either: the runtime kills it, and removes its cgroups.
 	roots, _ := filepath.Glob(filepath.Join(dir, "state", "runtime", "*"))
 	for _, root := range roots {
 		out, err := exec.Command("runc", "--root", root, "list", "-q").Output()
@@ -70,6 +91,29 @@ func reapLeftovers(t *testing.T, dir string, tornDown bool) {
 		}
 	}
 	unmountUnder(t, dir, report)
+}
+
+// censusConfig is what the census checks: the daemon's own config when it
+// loads, else its dirs with the default runtime.
+func censusConfig(t *testing.T, dir string) (check.Config, bool) {
+	root, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	for _, d := range []string{root, state} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			return check.Config{}, false // the daemon never ran
+		}
+	}
+	loaded, err := config.Load(filepath.Join(dir, "cradle.toml"), config.Overrides{Root: root, State: state})
+	if err != nil {
+		t.Logf("census: %v; checking with the default runtime", err)
+		def := config.Default()
+		def.Root, def.State = root, state
+		loaded = &config.Loaded{Config: def}
+	}
+	cfg, err := check.FromConfig(loaded)
+	if err != nil {
+		t.Logf("census: %v", err)
+	}
+	return cfg, true
 }
 
 // unmountUnder detaches every mount below dir, deepest first.
