@@ -58,6 +58,24 @@ func (p podInit) Stop(ctx context.Context, handler, id string) error {
 	if err != nil {
 		return err
 	}
+	return stopInit(ctx, rt, id)
+}
+
+// StopOrphan stops an init of that pod ID on every handler that has one.
+func (p podInit) StopOrphan(ctx context.Context, id string) error {
+	var errs []error
+	for _, rt := range p.runtimes {
+		if !rt.Has(id) {
+			if _, err := rt.State(ctx, id); errors.Is(err, errdefs.ErrNotFound) {
+				continue // never on this handler
+			}
+		}
+		errs = append(errs, stopInit(ctx, rt, id))
+	}
+	return errors.Join(errs...)
+}
+
+func stopInit(ctx context.Context, rt *oci.Runtime, id string) error {
 	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("kill pod init: %w", err)
 	}

@@ -79,3 +79,13 @@ func (r *Runtime) refuseRetired(id string) error {
 	}
 	return nil
 }
+
+// Has reports whether this runtime keeps state for container id (it may
+// be half-created: no monitor record yet).
+func (r *Runtime) Has(id string) bool {
+	if validID(id) != nil {
+		return false
+	}
+	_, err := os.Stat(r.ctrDir(id))
+	return err == nil
+}

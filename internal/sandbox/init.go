@@ -26,6 +26,9 @@ type InitRunner interface {
 	// Stop kills and deletes the init. It is idempotent: an init that does
 	// not exist (any more) is not an error.
 	Stop(ctx context.Context, handler, id string) error
+	// StopOrphan is Stop for a pod whose record is lost, so its handler is
+	// unknown: it stops an init of that ID on any handler.
+	StopOrphan(ctx context.Context, id string) error
 }
 
 func sharesPID(cfg *runtimeapi.PodSandboxConfig) bool {

@@ -55,6 +55,13 @@ func (f *fakeInit) Stop(ctx context.Context, handler, id string) error {
 	return nil
 }
 
+func (f *fakeInit) StopOrphan(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops = append(f.stops, "orphan:"+id)
+	return nil
+}
+
 func (f *fakeInit) stopped() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -176,10 +176,20 @@ func (m *Manager) orphanJobs(attached []string) []func(context.Context) {
 		if _, ok := m.byID[id]; ok {
 			continue
 		}
-		jobs = append(jobs, func(context.Context) {
+		jobs = append(jobs, func(ctx context.Context) {
 			slog.Warn("sandbox recovery: removing a pod dir without a record", "pod", id)
 			dir := m.podDir(id)
-			err := errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")), m.unpinUserns(id))
+			var err error
+			if _, serr := os.Stat(m.initBundle(id)); serr == nil && m.cfg.Init != nil {
+				// The init first: nothing may run in the pod when its
+				// namespaces go.
+				ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+				err = m.cfg.Init.StopOrphan(ictx, id)
+				cancel()
+			}
+			if err == nil {
+				err = errors.Join(unmountAll(filepath.Join(dir, "shm")), netns.Unpin(filepath.Join(dir, "ns")), m.unpinUserns(id))
+			}
 			if err == nil {
 				err = os.RemoveAll(dir)
 			}

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,5 +76,33 @@ func TestRecoveryDoesNotBlockServing(t *testing.T) {
 	if err := m2.Remove(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
+	e.assertNoTrace(t)
+}
+
+// A pod whose record is lost (or set aside as unreadable) still has its
+// init: recovery stops it on whatever handler it runs, before unpinning
+// the namespaces.
+func TestOrphanPodDirStopsItsInit(t *testing.T) {
+	e := newEnv(t, false)
+	f := withInit(t, e)
+	m := e.manager(t)
+	id, err := m.Run(context.Background(), sharedPIDPod("lost"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.recordPath(id), []byte("{torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m2 := e.manager(t)
+	if got := m2.List(Filter{}); len(got) != 0 {
+		t.Fatalf("pods after a torn record: %+v", got)
+	}
+	if !slices.Contains(f.stopped(), "orphan:"+id) {
+		t.Errorf("the lost pod's init was not stopped: %v", f.stopped())
+	}
+	if _, err := os.Stat(m.recordPath(id) + ".corrupt"); err != nil {
+		t.Errorf("torn record not set aside: %v", err)
+	}
+	os.Remove(m.recordPath(id) + ".corrupt")
 	e.assertNoTrace(t)
 }
