@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/check"
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/testkit"
 )
@@ -166,6 +167,25 @@ func crashCase(t *testing.T, point, image string) {
 		t.Fatalf("the lifecycle never reached crash point %s", point)
 	}
 	d.assertNoTrace(t, l.ids)
+	d.assertCheckClean(t)
+}
+
+// assertCheckClean stops the daemon and runs `cradle check` (no repair)
+// on its root and state: it must find nothing.
+func (d *daemon) assertCheckClean(t *testing.T) {
+	t.Helper()
+	d.stop()
+	cfg, err := check.FromFile(d.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := check.Run(context.Background(), cfg, check.Options{})
+	if err != nil {
+		t.Fatalf("cradle check: %v", err)
+	}
+	for _, f := range rep.Findings {
+		t.Errorf("cradle check: %s %s %s (%s)", f.Kind, f.Object, f.Problem, f.Detail)
+	}
 }
 
 // diedOf waits a little for the daemon to exit after a failed call and

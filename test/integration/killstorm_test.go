@@ -109,6 +109,7 @@ func TestKillStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.assertNoTrace(t, ids)
+	d.assertCheckClean(t)
 }
 
 // churn runs pod lifecycles (run, create, start, stop, remove) until stop
