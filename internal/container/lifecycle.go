@@ -77,6 +77,16 @@ func (m *Manager) startedAnyway(rt *oci.Runtime, c *ctr) bool {
 // watch records the container's exit when it comes, in a goroutine that
 // ends with the Manager.
 func (m *Manager) watch(rt *oci.Runtime, c *ctr) {
+	c.mu.Lock()
+	if c.watched {
+		c.mu.Unlock()
+		return
+	}
+	c.watched = true
+	if c.exited == nil {
+		c.exited = make(chan struct{})
+	}
+	c.mu.Unlock()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -164,6 +174,9 @@ func (m *Manager) stop(ctx context.Context, c *ctr, timeout time.Duration) error
 	if err != nil {
 		return err
 	}
+	// A running container nobody watches (its recovery was cut short):
+	// the watch judges it, so the wait below ends.
+	m.watch(rt, c)
 	c.mu.Lock()
 	exited := c.exited
 	c.mu.Unlock()

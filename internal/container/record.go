@@ -116,12 +116,13 @@ type ctr struct {
 	op sync.Mutex
 
 	// saving orders record writes: the last change made is the last written.
-	saving sync.Mutex
-	mu     sync.Mutex // guards rec and exited
-	rec    record
-	cfg    *runtimeapi.ContainerConfig         // decoded rec.Config, read-only
-	exited chan struct{}                       // closed once the exit is recorded; nil before start
-	res    *runtimeapi.LinuxContainerResources // decoded rec.Resources, read-only; see resourcesLocked
+	saving  sync.Mutex
+	mu      sync.Mutex // guards rec and exited
+	rec     record
+	cfg     *runtimeapi.ContainerConfig         // decoded rec.Config, read-only
+	exited  chan struct{}                       // closed once the exit is recorded; nil before start
+	watched bool                                // an exit watch runs (watch); guarded by mu
+	res     *runtimeapi.LinuxContainerResources // decoded rec.Resources, read-only; see resourcesLocked
 	// layers says this process holds references on rec.ChainIDs.
 	layers bool
 	// volLayers: the same for the layers of rec.ImageVolumes.
