@@ -248,3 +248,94 @@ func TestFaultRootDiskFull(t *testing.T) {
 		t.Errorf("half-written files: %v", left)
 	}
 }
+
+// readOnly bind-mounts each of dirs onto itself read-only and returns a
+// function that makes them writable again (also run at cleanup).
+//
+// The whole root cannot be remounted read-only under a live daemon: it
+// holds images.db open for writing, and the kernel refuses (EBUSY) to make
+// a mount read-only while it has writers. A bind of a directory is a new
+// mount without writers; images.db stays writable through the daemon's fd.
+func readOnly(t *testing.T, dirs ...string) (writable func()) {
+	t.Helper()
+	var done []string
+	writable = func() {
+		for i := len(done) - 1; i >= 0; i-- {
+			if err := unix.Unmount(done[i], unix.MNT_DETACH); err != nil {
+				t.Errorf("unmount read-only bind %s: %v", done[i], err)
+			}
+		}
+		done = nil
+	}
+	t.Cleanup(writable)
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			t.Fatalf("bind %s: %v", dir, err)
+		}
+		done = append(done, dir)
+		if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			t.Fatalf("remount %s read-only: %v", dir, err)
+		}
+	}
+	return writable
+}
+
+// A read-only root: writes fail cleanly (FailedPrecondition), reads keep
+// answering, the daemon does not panic, and once the root is writable
+// again everything works.
+func TestFaultRootReadOnly(t *testing.T) {
+	d, reg, imageRef, podID, ctrID, pod := diskFaultDaemon(t, "64m")
+	ctx := context.Background()
+	reg.MustPush(t, "it/other:1", testkit.MustImage(t, testkit.ImageConfig{},
+		testkit.MustLayer(t, []testkit.Entry{testkit.File("other", "x")}, testkit.Gzip)))
+
+	var dirs []string
+	for _, sub := range []string{"pods", "containers", "layers", "cni-cache", "images"} {
+		dirs = append(dirs, filepath.Join(d.root, sub))
+	}
+	writable := readOnly(t, dirs...)
+
+	_, err := d.Runtime.RunPodSandbox(ctx, podConfig("read-only", runtimeapi.NamespaceMode_CONTAINER), "")
+	wantFaultCode(t, "RunPodSandbox on a read-only root", err, codes.FailedPrecondition)
+	_, err = d.Runtime.CreateContainer(ctx, podID, containerConfig("second", imageRef, "sleep", "3600"), pod)
+	wantFaultCode(t, "CreateContainer on a read-only root", err, codes.FailedPrecondition)
+	_, err = d.Images.PullImage(ctx, spec(reg.Ref("it/other:1")), nil, nil)
+	wantFaultCode(t, "PullImage on a read-only root", err, codes.FailedPrecondition)
+	checkReads(t, d, podID, ctrID, imageRef)
+	if pods, _ := d.Runtime.ListPodSandbox(ctx, nil); len(pods) != 1 {
+		t.Errorf("pods after the failed Run: %d, want 1", len(pods))
+	}
+	if ctrs, _ := d.Runtime.ListContainers(ctx, nil); len(ctrs) != 1 {
+		t.Errorf("containers after the failed Create: %d, want 1", len(ctrs))
+	}
+	select {
+	case <-d.done:
+		t.Fatalf("the daemon exited: %v", d.exitErr)
+	default:
+	}
+
+	writable()
+	if _, err := d.Images.PullImage(ctx, spec(reg.Ref("it/other:1")), nil, nil); err != nil {
+		t.Errorf("PullImage once writable: %v", err)
+	}
+	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
+		t.Errorf("StopContainer once writable: %v", err)
+	}
+	if err := d.Runtime.RemoveContainer(ctx, ctrID); err != nil {
+		t.Errorf("RemoveContainer once writable: %v", err)
+	}
+	runContainer(t, d, podID, pod, containerConfig("second", imageRef, "sleep", "3600"))
+	pod2 := podConfig("writable", runtimeapi.NamespaceMode_CONTAINER)
+	pod2.LogDirectory = pod.LogDirectory
+	pod2ID, err := d.Runtime.RunPodSandbox(ctx, pod2, "")
+	if err != nil {
+		t.Fatalf("RunPodSandbox once writable: %v", err)
+	}
+	runContainer(t, d, pod2ID, pod2, containerConfig("third", imageRef, "sleep", "3600"))
+	if left := halfWritten(t, d.root); len(left) > 0 {
+		t.Errorf("half-written files: %v", left)
+	}
+}
