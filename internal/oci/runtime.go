@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
@@ -184,13 +185,17 @@ func (r *Runtime) globalArgs() []string {
 
 // run executes the runtime with args and returns its stdout. A failure
 // carries the runtime's own error message and, where it is recognisable, an
-// errdefs kind.
+// errdefs kind. The command runs in its own process group, which is killed
+// whole when ctx ends: a runtime that is a wrapper script must not leave
+// its children running.
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, r.cfg.RuntimePath, append(r.globalArgs(), args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = stdin
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = commandWaitDelay
 	if err := cmd.Run(); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
