@@ -78,6 +78,8 @@ type HandlerConfig struct {
 	Root string `toml:"root,omitempty" comment:"runtime state dir; empty = <state>/runtime/<handler>"`
 	// Type says which command line dialect the binary speaks.
 	Type string `toml:"type,omitempty" comment:"oci (runc-compatible command line: runc, crun, runsc, kata)"`
+	// CallTimeout bounds each command of the runtime binary; 0 = 4m.
+	CallTimeout Duration `toml:"call_timeout,omitempty" comment:"bounds each runtime command (create, start, kill, delete, state, update): a hung runtime fails the call with DeadlineExceeded and is killed; 0 = 4m"`
 }
 
 // Default returns the built-in configuration: the daemon runs with no file.

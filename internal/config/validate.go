@@ -96,6 +96,9 @@ func (l *Loaded) validate() error {
 		if h.Root != "" {
 			abs(key+".root", h.Root)
 		}
+		if h.CallTimeout < 0 {
+			bad(key+".call_timeout", "must not be negative")
+		}
 		c.Runtime.Handlers[name] = h
 	}
 	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,25 @@ func TestHungRuntimeCommandIsKilledWithItsChildren(t *testing.T) {
 	}
 	if took := time.Since(start); took > commandWaitDelay {
 		t.Errorf("Start returned after %v: the hung child held its output", took)
+	}
+	eventually(t, 5*time.Second, "the hung runtime's child to be killed", func() bool {
+		return len(processesMentioning(marker)) == 0
+	})
+}
+
+// Config.CallTimeout bounds a command when the caller has no deadline.
+func TestCallTimeoutBoundsRuntimeCommands(t *testing.T) {
+	marker := fmt.Sprintf("3599.%d2", os.Getpid())
+	dir := t.TempDir()
+	r, err := New(Config{RuntimePath: hangingScript(t, marker), RuntimeRoot: dir + "/r", ConmonPath: "/bin/true", StateDir: dir + "/s",
+		CallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	err = r.Kill(context.Background(), "c1", syscall.SIGTERM, false)
+	if !errors.Is(err, errdefs.ErrDeadlineExceeded) {
+		t.Errorf("Kill on a hung runtime = %v, want DeadlineExceeded", err)
 	}
 	eventually(t, 5*time.Second, "the hung runtime's child to be killed", func() bool {
 		return len(processesMentioning(marker)) == 0

@@ -42,6 +42,20 @@ type Config struct {
 	MonitorCgroups bool
 	// Logger receives warnings about monitors and cleanup; nil discards.
 	Logger *slog.Logger
+	// CallTimeout bounds each command of the runtime binary (Create's
+	// conmon + runtime create, Start, Kill, Delete, State, UpdateResources)
+	// on top of the caller's deadline; 0 = DefaultCallTimeout.
+	CallTimeout time.Duration
+}
+
+// DefaultCallTimeout bounds a runtime command when Config.CallTimeout is 0.
+const DefaultCallTimeout = 4 * time.Minute
+
+func (r *Runtime) callTimeout() time.Duration {
+	if r.cfg.CallTimeout > 0 {
+		return r.cfg.CallTimeout
+	}
+	return DefaultCallTimeout
 }
 
 // Runtime drives one OCI runtime binary and one conmon per container. Its
@@ -186,9 +200,11 @@ func (r *Runtime) globalArgs() []string {
 // run executes the runtime with args and returns its stdout. A failure
 // carries the runtime's own error message and, where it is recognisable, an
 // errdefs kind. The command runs in its own process group, which is killed
-// whole when ctx ends: a runtime that is a wrapper script must not leave
-// its children running.
+// whole when ctx ends or the call timeout passes: a runtime that is a
+// wrapper script must not leave its children running.
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
+	defer cancel()
 	cmd := exec.CommandContext(ctx, r.cfg.RuntimePath, append(r.globalArgs(), args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = stdin
