@@ -153,6 +153,12 @@ func New(cfg Config, ls *layer.Store) (*Service, error) {
 // openAndLoad opens the database, checks it and loads its records. An
 // unreadable file is errCorrupt; nothing it held is acquired then.
 func (s *Service) openAndLoad() error {
+	// bbolt would take an empty file for a new database. Nothing makes one
+	// but a truncation (or a crash before the first start wrote it): its
+	// records are lost, and that deserves the same report.
+	if fi, err := os.Stat(s.dbPath); err == nil && fi.Size() == 0 {
+		return fmt.Errorf("%w: %s is empty", errCorrupt, s.dbPath)
+	}
 	var db *bolt.DB
 	err := guarded(func() (err error) {
 		db, err = openDB(s.dbPath)
