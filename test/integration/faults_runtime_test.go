@@ -263,9 +263,28 @@ func TestFaultRuntimeHangs(t *testing.T) {
 	if err := d.Runtime.StopContainer(ctx, id, 0); err != nil {
 		t.Errorf("StopContainer once the runtime answers: %v", err)
 	}
+
+	// 6. RemoveContainer: delete hangs; the removal finishes later.
+	release = h.hang(t, "delete")
+	if err := d.Runtime.RemoveContainer(ctx, id); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("RemoveContainer on a hung runtime = %v", err)
+	}
+	h.assertNoneLeft(t, "after RemoveContainer")
+	release()
 	if err := d.Runtime.RemoveContainer(ctx, id); err != nil {
 		t.Errorf("RemoveContainer once the runtime answers: %v", err)
 	}
+	if _, err := d.Runtime.ContainerStatus(ctx, id, false); status.Code(err) != codes.NotFound {
+		t.Errorf("ContainerStatus after the removal = %v, want NotFound", err)
+	}
+
+	// 7. StopPodSandbox: the init's kill hangs.
+	release = h.hang(t, "kill")
+	if err := d.Runtime.StopPodSandbox(ctx, slowID); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("StopPodSandbox on a hung runtime = %v", err)
+	}
+	h.assertNoneLeft(t, "after StopPodSandbox")
+	release()
 	if err := d.Runtime.StopPodSandbox(ctx, slowID); err != nil {
 		t.Errorf("StopPodSandbox once the runtime answers: %v", err)
 	}
