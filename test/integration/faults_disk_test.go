@@ -226,6 +226,17 @@ func TestFaultRootDiskFull(t *testing.T) {
 		t.Errorf("container dirs after the failed Create: %d, want %d", len(entries), len(ctrs0))
 	}
 
+	// A restart on the full disk: the daemon starts and serves what it has.
+	d.stop()
+	d.start()
+	checkReads(t, d, podID, ctrID, imageRef)
+	if pods, _ := d.Runtime.ListPodSandbox(ctx, nil); len(pods) != len(pods0) {
+		t.Errorf("pods %d after a restart on the full disk, want %d", len(pods), len(pods0))
+	}
+	if ctrs, _ := d.Runtime.ListContainers(ctx, nil); len(ctrs) != len(ctrs0) {
+		t.Errorf("containers %d after a restart on the full disk, want %d", len(ctrs), len(ctrs0))
+	}
+
 	free()
 	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
 		t.Errorf("StopContainer after space was freed: %v", err)
