@@ -20,7 +20,7 @@ func TestCorruptDatabaseIsSetAside(t *testing.T) {
 			}
 		},
 		"truncated-to-a-page": func(t *testing.T, path string) { truncate(t, path, 4096) },
-		"empty": func(t *testing.T, path string) { truncate(t, path, 0) },
+		"empty":               func(t *testing.T, path string) { truncate(t, path, 0) },
 		// The meta pages survive; the pages they point to are gone.
 		"truncated-after-meta": func(t *testing.T, path string) { truncate(t, path, 2*int64(os.Getpagesize())) },
 		"truncated-to-3-pages": func(t *testing.T, path string) { truncate(t, path, 3*int64(os.Getpagesize())) },

@@ -49,6 +49,11 @@ func TestHungRuntimeCommandIsKilledWithItsChildren(t *testing.T) {
 	eventually(t, 5*time.Second, "the hung runtime's child to be killed", func() bool {
 		return len(processesMentioning(marker)) == 0
 	})
+	// The test binary is a child subreaper, as the daemon is: the killed
+	// script's child is re-parented to it and must be reaped.
+	eventually(t, 5*time.Second, "the killed child to be reaped", func() bool {
+		return len(zombieChildren()) == 0
+	})
 }
 
 // Config.CallTimeout bounds a command when the caller has no deadline.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/proctree"
 )
 
 // Config describes one runtime handler (RuntimeClass) and where its state lives.
@@ -199,9 +200,10 @@ func (r *Runtime) globalArgs() []string {
 
 // run executes the runtime with args and returns its stdout. A failure
 // carries the runtime's own error message and, where it is recognisable, an
-// errdefs kind. The command runs in its own process group, which is killed
-// whole when ctx ends or the call timeout passes: a runtime that is a
-// wrapper script must not leave its children running.
+// errdefs kind. The command runs in its own process group; when ctx ends or
+// the call timeout passes it is killed with its group and descendants
+// (proctree.Kill): a runtime that is a wrapper script must leave neither
+// running children nor zombies behind.
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
 	defer cancel()
@@ -211,7 +213,7 @@ func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]b
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error { return proctree.Kill(cmd.Process) }
 	cmd.WaitDelay = commandWaitDelay
 	if err := cmd.Run(); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {

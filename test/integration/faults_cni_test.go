@@ -92,7 +92,7 @@ func (p *faultyPlugin) processes() []int {
 		if err != nil {
 			continue
 		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == p.sleep {
+		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == p.sleep || isZombieSleep(pid) {
 			out = append(out, pid)
 		}
 	}

@@ -87,6 +87,14 @@ func (h *hangingRuntime) waitHung(t *testing.T, command string) {
 	})
 }
 
+// isZombieSleep: a zombie has no exe link, but its comm is still the
+// sleep copy's name. The daemon is a child subreaper: a hung script's
+// child killed with it is re-parented to the daemon, which must reap it.
+func isZombieSleep(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	return err == nil && strings.Contains(string(stat), "(hung-sleep) Z ")
+}
+
 // processes lists live processes of the hanging runtime: its sleeps and
 // shells running its script.
 func (h *hangingRuntime) processes() []int {
@@ -97,7 +105,7 @@ func (h *hangingRuntime) processes() []int {
 		if err != nil {
 			continue
 		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep {
+		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep || isZombieSleep(pid) {
 			out = append(out, pid)
 			continue
 		}
