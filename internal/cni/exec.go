@@ -13,6 +13,8 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/cradle-runtime/cradle/internal/proctree"
 )
 
 const (
@@ -66,7 +68,9 @@ func runPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []s
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// The group and every descendant, reaping what is orphaned to the
+	// daemon (a child subreaper): no plugin child left running or a zombie.
+	cmd.Cancel = func() error { return proctree.Kill(cmd.Process) }
 	cmd.WaitDelay = outputGrace
 
 	err := cmd.Run()

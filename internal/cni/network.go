@@ -39,13 +39,18 @@ const IfName = "eth0"
 // budget because the ADD may have failed by running out of the caller's.
 const rollbackTimeout = 30 * time.Second
 
+// DefaultCallTimeout bounds one ADD or DEL of the whole plugin chain unless
+// SetCallTimeout says otherwise.
+const DefaultCallTimeout = 4 * time.Minute
+
 // Network runs the plugin chain of one conf dir. It is safe for concurrent
 // use; Setup and Teardown of different pods run in parallel.
 type Network struct {
-	confDir    string
-	pluginDirs []string
-	ifName     string
-	cni        *libcni.CNIConfig
+	confDir     string
+	pluginDirs  []string
+	ifName      string
+	cni         *libcni.CNIConfig
+	callTimeout time.Duration
 
 	mu      sync.Mutex // guards the fields below
 	loaded  bool
@@ -76,11 +81,22 @@ func New(confDir string, pluginDirs []string, cacheDir string) (*Network, error)
 	}
 	dirs := slices.Clone(pluginDirs)
 	return &Network{
-		confDir:    confDir,
-		pluginDirs: dirs,
-		ifName:     IfName,
-		cni:        libcni.NewCNIConfigWithCacheDir(dirs, cacheDir, &pluginExec{}),
+		confDir:     confDir,
+		pluginDirs:  dirs,
+		ifName:      IfName,
+		cni:         libcni.NewCNIConfigWithCacheDir(dirs, cacheDir, &pluginExec{}),
+		callTimeout: DefaultCallTimeout,
 	}, nil
+}
+
+// SetCallTimeout bounds each ADD, DEL or STATUS of the plugin chain, on top
+// of the caller's deadline: a plugin that hangs is killed with its process
+// group and the call fails as DeadlineExceeded. Call it before any use; 0
+// keeps DefaultCallTimeout.
+func (n *Network) SetCallTimeout(d time.Duration) {
+	if d > 0 {
+		n.callTimeout = d
+	}
 }
 
 // Info describes the chosen network, for status output.
@@ -145,6 +161,8 @@ func (n *Network) Status(ctx context.Context) error {
 	if ok, _ := version.GreaterThanOrEqualTo(c.list.CNIVersion, "1.1.0"); !ok {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.callTimeout)
+	defer cancel()
 	if err := n.cni.GetStatusNetworkList(ctx, c.list); err != nil {
 		return classify(ctx, fmt.Errorf("CNI STATUS of network %q: %w", c.list.Name, err), err)
 	}
@@ -177,7 +195,9 @@ func (n *Network) Setup(ctx context.Context, pod PodNet) (*Result, error) {
 		return nil, errdefs.AlreadyExists("pod %s is already attached to network %q; Teardown first", pod.ID, cached[0].Network)
 	}
 	rt := n.runtimeConf(pod, pod.NetnsPath)
-	res, err := n.cni.AddNetworkList(ctx, c.list, rt)
+	actx, cancel := context.WithTimeout(ctx, n.callTimeout)
+	defer cancel()
+	res, err := n.cni.AddNetworkList(actx, c.list, rt)
 	var out *Result
 	if err == nil {
 		if out, err = convert(res); err != nil {
@@ -187,9 +207,9 @@ func (n *Network) Setup(ctx context.Context, pod PodNet) (*Result, error) {
 	if err == nil {
 		return out, nil
 	}
-	fail := classify(ctx, fmt.Errorf("CNI ADD of pod %s/%s (%s) to network %q: %w", pod.Namespace, pod.Name, pod.ID, c.list.Name, err), err)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-	defer cancel()
+	fail := classify(actx, fmt.Errorf("CNI ADD of pod %s/%s (%s) to network %q: %w", pod.Namespace, pod.Name, pod.ID, c.list.Name, err), err)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), min(rollbackTimeout, n.callTimeout))
+	defer rcancel()
 	if derr := n.cni.DelNetworkList(rctx, c.list, rt); derr != nil {
 		// %v, not %w: the ADD's failure decides the kind.
 		fail = fmt.Errorf("%w; undoing it failed too, call Teardown later: %v", fail, derr)
@@ -265,6 +285,8 @@ func (n *Network) Attached() ([]string, error) {
 }
 
 func (n *Network) del(ctx context.Context, pod PodNet, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	ctx, cancel := context.WithTimeout(ctx, n.callTimeout)
+	defer cancel()
 	if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return classify(ctx, fmt.Errorf("CNI DEL of pod %s from network %q: %w", pod.ID, list.Name, err), err)
 	}

@@ -51,6 +51,8 @@ type RegistryConfig struct {
 type CNIConfig struct {
 	ConfDir    string   `toml:"conf_dir" comment:"the first .conf/.conflist/.json here (lexical order) is the pod network"`
 	PluginDirs []string `toml:"plugin_dirs" comment:"directories searched for CNI plugin binaries"`
+	// CallTimeout bounds one ADD or DEL of the plugin chain.
+	CallTimeout Duration `toml:"call_timeout" comment:"bounds each ADD or DEL of the plugin chain: a hung plugin fails the call with DeadlineExceeded and is killed"`
 }
 
 // StreamConfig configures the exec/attach/port-forward server.
@@ -78,6 +80,8 @@ type HandlerConfig struct {
 	Root string `toml:"root,omitempty" comment:"runtime state dir; empty = <state>/runtime/<handler>"`
 	// Type says which command line dialect the binary speaks.
 	Type string `toml:"type,omitempty" comment:"oci (runc-compatible command line: runc, crun, runsc, kata)"`
+	// CallTimeout bounds each command of the runtime binary; 0 = 4m.
+	CallTimeout Duration `toml:"call_timeout,omitempty" comment:"bounds each runtime command (create, start, kill, delete, state, update): a hung runtime fails the call with DeadlineExceeded and is killed; 0 = 4m"`
 }
 
 // Default returns the built-in configuration: the daemon runs with no file.
@@ -93,8 +97,9 @@ func Default() Config {
 			StallTimeout:           Duration(time.Minute),
 		},
 		CNI: CNIConfig{
-			ConfDir:    DefaultCNIConfDir,
-			PluginDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
+			ConfDir:     DefaultCNIConfDir,
+			PluginDirs:  []string{"/opt/cni/bin", "/usr/lib/cni"},
+			CallTimeout: Duration(4 * time.Minute),
 		},
 		Stream: StreamConfig{
 			Address: "127.0.0.1",

@@ -122,6 +122,8 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"bad level", "log_level = \"loud\"\n", []string{"log_level"}},
 		{"unknown default handler", "[runtime]\ndefault_handler = \"kata\"\n", []string{"runtime.default_handler", "kata"}},
 		{"handler without path", "[runtime.handlers.gvisor]\ntype = \"oci\"\n", []string{"runtime.handlers.gvisor.path"}},
+		{"zero cni call_timeout", "[cni]\ncall_timeout = \"0s\"\n", []string{"cni.call_timeout", "positive"}},
+		{"negative call_timeout", "[runtime.handlers.runc]\npath = \"runc\"\ncall_timeout = \"-1s\"\n", []string{"runtime.handlers.runc.call_timeout", "negative"}},
 		{"tiny shm", "[runtime]\npod_shm_size = 4096\n", []string{"runtime.pod_shm_size"}},
 		{"bad stream address", "[stream]\naddress = \"localhost:1\"\n", []string{"stream.address"}},
 		{"url_ttl beyond the library's minute", "[stream]\nurl_ttl = \"2m\"\n", []string{"stream.url_ttl", "at most 1m"}},

@@ -37,6 +37,9 @@ func (l *Loaded) validate() error {
 	for _, d := range c.CNI.PluginDirs {
 		abs("cni.plugin_dirs", d)
 	}
+	if c.CNI.CallTimeout <= 0 {
+		bad("cni.call_timeout", "must be positive, got %s", c.CNI.CallTimeout.Std())
+	}
 	if len(c.CNI.PluginDirs) == 0 {
 		bad("cni.plugin_dirs", "must name at least one directory")
 	}
@@ -95,6 +98,9 @@ func (l *Loaded) validate() error {
 		}
 		if h.Root != "" {
 			abs(key+".root", h.Root)
+		}
+		if h.CallTimeout < 0 {
+			bad(key+".call_timeout", "must not be negative")
 		}
 		c.Runtime.Handlers[name] = h
 	}

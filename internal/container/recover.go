@@ -69,8 +69,9 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 	rec, err := load(m.dir(id))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(filepath.Join(m.dir(id), recordName+CorruptSuffix)); serr == nil {
-			// Set aside earlier: the dir is the operator's now.
-			return nil
+			// Set aside earlier: the dir is the operator's now, but the
+			// cleanup of the rest may have been cut short.
+			return func(ctx context.Context) { m.cleanSetAside(ctx, id) }
 		}
 		// A crash between mkdir and the intent record, or in the middle
 		// of removing the directory.
@@ -138,6 +139,9 @@ func (m *Manager) setAside(id string, cause error) {
 // root (the unreadable record and the writable layer) to an operator.
 func (m *Manager) cleanSetAside(ctx context.Context, id string) {
 	for h, rt := range m.cfg.Runtimes {
+		if !rt.Has(id) {
+			continue
+		}
 		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
 			m.log.Warn("delete container with a set-aside record", "id", id, "handler", h, "err", err)
 		}

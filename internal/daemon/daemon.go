@@ -81,6 +81,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	if err != nil {
 		return fmt.Errorf("CNI: %w", err)
 	}
+	network.SetCallTimeout(cfg.CNI.CallTimeout.Std())
 	facts, err := spec.DetectHostFacts()
 	if err != nil {
 		return fmt.Errorf("detect host facts: %w", err)

@@ -104,6 +104,7 @@ func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon
 		ConmonPath:    conmon,
 		StateDir:      filepath.Join(cfg.State, "oci", name),
 		SystemdCgroup: cfg.Runtime.CgroupDriver == "systemd",
+		CallTimeout:   h.CallTimeout.Std(),
 		// Pod accounting covers the monitors, and stopping the daemon's
 		// service cgroup does not take them down.
 		MonitorCgroups: true,

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -64,10 +65,19 @@ func FailedPrecondition(format string, args ...any) error {
 func AlreadyExists(format string, args ...any) error { return New(ErrAlreadyExists, format, args...) }
 func Unavailable(format string, args ...any) error   { return New(ErrUnavailable, format, args...) }
 
+// codeOf maps kinds to codes, first match wins. A full or read-only disk
+// comes first, whatever kind a caller gave its error: the errno is the
+// cause a person must act on (free space, remount), and kubelet's retry
+// succeeds once they have. ENOSPC and EDQUOT are ResourceExhausted ("the
+// entire file system is out of space" is gRPC's own example), EROFS is
+// FailedPrecondition (the node is not in a state to write).
 var codeOf = []struct {
 	kind error
 	code codes.Code
 }{
+	{syscall.ENOSPC, codes.ResourceExhausted},
+	{syscall.EDQUOT, codes.ResourceExhausted},
+	{syscall.EROFS, codes.FailedPrecondition},
 	{ErrNotFound, codes.NotFound},
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{ErrAlreadyExists, codes.AlreadyExists},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -24,6 +26,9 @@ func TestKindsMapToCodesThroughWrapping(t *testing.T) {
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		{context.Canceled, codes.Canceled},
 		{errors.New("plain"), codes.Unknown},
+		{fmt.Errorf("write record: %w", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}), codes.ResourceExhausted},
+		{WithKind(ErrUnavailable, fmt.Errorf("x: %w", syscall.EDQUOT)), codes.ResourceExhausted},
+		{fmt.Errorf("x: %w", syscall.EROFS), codes.FailedPrecondition},
 		{status.Error(codes.Aborted, "already a status"), codes.Aborted},
 	}
 	for _, tc := range cases {

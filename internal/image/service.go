@@ -133,16 +133,63 @@ func New(cfg Config, ls *layer.Store) (*Service, error) {
 		idx:     newIndex(),
 		flights: map[string]*flight{},
 	}
-	db, err := openDB(s.dbPath)
+	err := s.openAndLoad()
+	if err != nil && errors.Is(err, errCorrupt) {
+		aside, rerr := setAside(s.dbPath)
+		if rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		s.log.Error("image database is damaged: set aside, starting with no images (pull them again)",
+			"file", s.dbPath, "moved_to", aside, "err", err)
+		s.idx = newIndex()
+		err = s.openAndLoad()
+	}
 	if err != nil {
 		return nil, err
 	}
-	s.db = db
-	if err := s.load(); err != nil {
-		db.Close()
-		return nil, err
-	}
 	return s, nil
+}
+
+// openAndLoad opens the database, checks it and loads its records. An
+// unreadable file is errCorrupt; nothing it held is acquired then.
+func (s *Service) openAndLoad() error {
+	// bbolt would take an empty file for a new database. Nothing makes one
+	// but a truncation (or a crash before the first start wrote it): its
+	// records are lost, and that deserves the same report.
+	if fi, err := os.Stat(s.dbPath); err == nil && fi.Size() == 0 {
+		return fmt.Errorf("%w: %s is empty", errCorrupt, s.dbPath)
+	}
+	var db *bolt.DB
+	err := guarded(func() (err error) {
+		db, err = openDB(s.dbPath)
+		return err
+	})
+	if err != nil {
+		if corruptOpenError(err) {
+			return fmt.Errorf("%w: %w", errCorrupt, err)
+		}
+		return err
+	}
+	if err := checkDB(db); err != nil {
+		_ = guarded(db.Close)
+		return fmt.Errorf("image database %s: %w", s.dbPath, err)
+	}
+	s.db = db
+	if err := guarded(s.load); err != nil {
+		s.releaseAll()
+		_ = guarded(db.Close)
+		s.db = nil
+		return err
+	}
+	return nil
+}
+
+// releaseAll gives back the layers of every image loaded so far.
+func (s *Service) releaseAll() {
+	for id, img := range s.idx.byID {
+		s.release(img.ChainIDs)
+		s.idx.del(id)
+	}
 }
 
 func (s *Service) load() error {

@@ -47,7 +47,7 @@ type CreateOpts struct {
 
 // DefaultCreateTimeout bounds Create when ctx has no deadline: a runtime
 // that hangs must not hang the caller forever.
-const DefaultCreateTimeout = 4 * time.Minute
+const DefaultCreateTimeout = DefaultCallTimeout
 
 // Create starts conmon, which runs `runtime create`, and returns the pid of
 // the container's init (the container is in state created). On failure
@@ -60,11 +60,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if err := r.validateCreate(o); err != nil {
 		return 0, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultCreateTimeout)
-		defer cancel()
-	}
+	// The call timeout bounds conmon and the runtime's create together.
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
+	defer cancel()
 	// The exclusive mkdir claims the id: a second Create must not get as far
 	// as conmon, which would replace the first one's FIFOs and symlink.
 	if err := os.Mkdir(r.ctrDir(o.ID), 0o700); err != nil {

@@ -14,9 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/proctree"
 )
 
 // Config describes one runtime handler (RuntimeClass) and where its state lives.
@@ -44,6 +46,20 @@ type Config struct {
 	// Retired marks a handler that is no longer configured but still has
 	// containers (see RetiredConfig): Create is refused, the rest works.
 	Retired bool
+	// CallTimeout bounds each command of the runtime binary (Create's
+	// conmon + runtime create, Start, Kill, Delete, State, UpdateResources)
+	// on top of the caller's deadline; 0 = DefaultCallTimeout.
+	CallTimeout time.Duration
+}
+
+// DefaultCallTimeout bounds a runtime command when Config.CallTimeout is 0.
+const DefaultCallTimeout = 4 * time.Minute
+
+func (r *Runtime) callTimeout() time.Duration {
+	if r.cfg.CallTimeout > 0 {
+		return r.cfg.CallTimeout
+	}
+	return DefaultCallTimeout
 }
 
 // Runtime drives one OCI runtime binary and one conmon per container. Its
@@ -193,13 +209,20 @@ func (r *Runtime) globalArgs() []string {
 
 // run executes the runtime with args and returns its stdout. A failure
 // carries the runtime's own error message and, where it is recognisable, an
-// errdefs kind.
+// errdefs kind. The command runs in its own process group; when ctx ends or
+// the call timeout passes it is killed with its group and descendants
+// (proctree.Kill): a runtime that is a wrapper script must leave neither
+// running children nor zombies behind.
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
+	defer cancel()
 	cmd := exec.CommandContext(ctx, r.cfg.RuntimePath, append(r.globalArgs(), args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = stdin
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return proctree.Kill(cmd.Process) }
 	cmd.WaitDelay = commandWaitDelay
 	if err := cmd.Run(); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
