@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
+	"github.com/cradle-runtime/cradle/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,6 +37,10 @@ type options struct {
 	runc, workdir         string
 	targets               targets
 }
+
+// criTimeout bounds every CRI call, kubelet's default runtime-request
+// timeout.
+const criTimeout = 2 * time.Minute
 
 func main() {
 	var o options
@@ -82,12 +87,7 @@ func (o options) check() error {
 			return fmt.Errorf("-%s %s is not an executable file", b.flag, b.path)
 		}
 	}
-	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
-		if _, err := os.Stat(filepath.Join(cniPluginDir, p)); err != nil {
-			return fmt.Errorf("CNI plugin %s missing (apt-get install containernetworking-plugins)", p)
-		}
-	}
-	return nil
+	return benchkit.CheckCNIPlugins()
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -98,8 +98,8 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	crdlNet := newNetwork(work, "cradle", "cradlebp0", "10.241.0.0/22")
-	ctrdNet := newNetwork(work, "containerd", "ctrdbp0", "10.242.0.0/22")
+	crdlNet := benchkit.NewNetwork(filepath.Join(work, "cradle", "cni"), "bench-pods-cradle", "cradlebp0", "10.241.0.0/22")
+	ctrdNet := benchkit.NewNetwork(filepath.Join(work, "containerd", "cni"), "bench-pods-containerd", "ctrdbp0", "10.242.0.0/22")
 	var started []*side
 	// Clean-up in reverse: pods, daemons, leftover monitors, bridges, dir.
 	defer func() {
@@ -110,10 +110,10 @@ func run(ctx context.Context, o options) (err error) {
 				fmt.Fprintf(os.Stderr, "clean-up of %s pods: %v\n", s.name, cerr)
 			}
 			s.d.Stop()
-			killMonitors(s.d)
+			benchkit.KillMonitors(s.d)
 		}
-		crdlNet.removeBridge()
-		ctrdNet.removeBridge()
+		crdlNet.RemoveBridge()
+		ctrdNet.RemoveBridge()
 		if o.keep {
 			fmt.Printf("\nkept %s (configs, logs)\n", work)
 			return
@@ -130,12 +130,12 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	reg, err := startRegistry()
+	reg, err := testkit.StartRegistry()
 	if err != nil {
-		return err
+		return fmt.Errorf("start registry: %w", err)
 	}
 	defer reg.Close()
-	imgs, err := pushImages(reg)
+	imgs, err := benchkit.PushPodImages(reg)
 	if err != nil {
 		return err
 	}
@@ -144,28 +144,33 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	ctrdD, err := newContainerdSetup(work, o.containerd, o.runc, imgs.pause, certsDir, ctrdNet).start(ctx)
+	ctrdD, err := benchkit.ContainerdPods{
+		Comment: "written by cradle's bench/pods: a private containerd for the pod benchmark",
+		Bin:     o.containerd, Runc: o.runc, SandboxImage: imgs.Pause, CertsDir: certsDir,
+		Dir: filepath.Join(work, "containerd"), Net: ctrdNet,
+	}.Start(ctx, criTimeout)
 	if err != nil {
 		return err
 	}
-	ctrd := &side{name: "containerd", d: ctrdD, runner: &podRunner{d: ctrdD, image: imgs.workload, logDir: filepath.Join(work, "containerd", "pods")}}
+	ctrd := &side{name: "containerd", d: ctrdD, runner: &podRunner{d: ctrdD, image: imgs.Workload, logDir: filepath.Join(work, "containerd", "pods")}}
 	started = append(started, ctrd)
-	crdlD, err := newCradleSetup(work, cradleBin, certsDir, crdlNet).start(ctx)
+	crdlD, err := benchkit.CradlePods{
+		Comment: "written by cradle's bench/pods",
+		Bin:     cradleBin, CertsDir: certsDir,
+		Dir: filepath.Join(work, "cradle"), Net: crdlNet,
+	}.Start(ctx, criTimeout)
 	if err != nil {
 		return err
 	}
-	crdl := &side{name: "cradle", d: crdlD, runner: &podRunner{d: crdlD, image: imgs.workload, logDir: filepath.Join(work, "cradle", "pods")}}
+	crdl := &side{name: "cradle", d: crdlD, runner: &podRunner{d: crdlD, image: imgs.Workload, logDir: filepath.Join(work, "cradle", "pods")}}
 	started = append(started, crdl)
 
 	// Images present before anything is timed: the workload on both, the
 	// sandbox image on containerd (kubelet's pods find it pulled too).
 	for _, s := range []*side{crdl, ctrd} {
-		if _, err := s.d.Images.PullImage(ctx, imageSpec(imgs.workload), nil, nil); err != nil {
-			return s.d.Explain(fmt.Errorf("%s pull %s: %w", s.name, imgs.workload, err))
+		if err := benchkit.PullPodImages(ctx, s.d, imgs, s == ctrd); err != nil {
+			return err
 		}
-	}
-	if _, err := ctrd.d.Images.PullImage(ctx, imageSpec(imgs.pause), nil, nil); err != nil {
-		return ctrd.d.Explain(fmt.Errorf("containerd pull %s: %w", imgs.pause, err))
 	}
 
 	printHeader(o, cradleBin, imgs)
@@ -190,30 +195,15 @@ func run(ctx context.Context, o options) (err error) {
 	return nil
 }
 
-// killMonitors SIGKILLs, by pid, monitors the daemon left behind (after a
-// failed teardown), so no shim or conmon outlives the benchmark.
-func killMonitors(d *daemon) {
-	ps, err := readProcs()
-	if err != nil {
-		return
-	}
-	for _, p := range ps {
-		if d.isMonitor != nil && d.isMonitor(p.argv) {
-			fmt.Fprintf(os.Stderr, "%s left monitor pid %d running: SIGKILL\n", d.Name, p.pid)
-			_ = unix.Kill(p.pid, unix.SIGKILL)
-		}
-	}
-}
-
-func printHeader(o options, cradleBin string, imgs benchImages) {
+func printHeader(o options, cradleBin string, imgs benchkit.PodImages) {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	fmt.Printf("pod benchmark: cradle vs containerd, same machine, same run, alternating\n")
 	fmt.Printf("machine    %d CPUs, Linux %s, load average %s\n", runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), benchkit.LoadAverage())
-	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.containerd), o.containerd, imgs.pause)
+	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.containerd), o.containerd, imgs.Pause)
 	fmt.Printf("cradle     %s (conmon + runc, no pause process)\n", cradleBin)
-	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.workload, workloadCommand)
+	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.Workload, benchkit.WorkloadCommand)
 	fmt.Printf("method     1 warm-up pod each; %d sequential starts (each torn down at once); %d starts %d at a time;\n", o.n, o.n, o.width)
 	fmt.Printf("           then %d pods each: PSS (median of 3 samples %v apart) over the idle PSS, %d ListContainers + %[3]d Version calls each;\n", o.pods, o.settle, o.calls)
-	fmt.Printf("           teardown = StopContainer(grace %ds) + StopPodSandbox + RemovePodSandbox, from both the sequential and the %d-pod phase\n\n", stopGrace, o.pods)
+	fmt.Printf("           teardown = StopContainer(grace %ds) + StopPodSandbox + RemovePodSandbox, from both the sequential and the %d-pod phase\n\n", benchkit.StopGrace, o.pods)
 }
