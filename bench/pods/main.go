@@ -18,23 +18,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
-	"github.com/cradle-runtime/cradle/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
 type options struct {
+	benchkit.PodFlags
 	n, width, pods, calls int
 	settle                time.Duration
-	keep                  bool
-	cradle, containerd    string
-	runc, workdir         string
 	targets               targets
 }
 
@@ -49,25 +44,11 @@ func main() {
 	flag.IntVar(&o.pods, "pods", 20, "pods kept running per runtime for the memory and ListContainers phase")
 	flag.IntVar(&o.calls, "list", 500, "ListContainers calls per runtime (and as many Version calls, the round-trip floor)")
 	flag.DurationVar(&o.settle, "settle", time.Second, "pause between the three memory samples")
-	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
-	flag.StringVar(&o.cradle, "cradle", "", "cradle binary (default: build ./cmd/cradle of this checkout)")
-	flag.StringVar(&o.containerd, "containerd", "/usr/bin/containerd", "containerd binary (1.6, Debian's package)")
-	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "runc binary named in containerd's config")
-	flag.StringVar(&o.workdir, "workdir", "/var/tmp", "parent of the work dir")
+	o.Register()
 	flag.Float64Var(&o.targets.start, "target-start", 0.5, "ceiling on cradle/containerd pod start p50")
 	flag.Float64Var(&o.targets.memory, "target-memory", 0.5, "ceiling on cradle/containerd memory per pod")
 	flag.Float64Var(&o.targets.list, "target-list", 0.2, "ceiling on cradle/containerd ListContainers p99")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/pods:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench/pods", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o options) check() error {
@@ -79,13 +60,8 @@ func (o options) check() error {
 	case os.Geteuid() != 0:
 		return fmt.Errorf("must run as root: both runtimes create namespaces, mounts and bridges")
 	}
-	for _, b := range []struct{ flag, path string }{{"containerd", o.containerd}, {"runc", o.runc}, {"cradle", o.cradle}} {
-		if b.path == "" {
-			continue
-		}
-		if fi, err := os.Stat(b.path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("-%s %s is not an executable file", b.flag, b.path)
-		}
+	if err := benchkit.CheckExecutables("-containerd", o.Containerd, "-runc", o.Runc, "-cradle", o.Cradle); err != nil {
+		return err
 	}
 	return benchkit.CheckCNIPlugins()
 }
@@ -94,7 +70,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(o.workdir, "cradle-bench-pods-")
+	work, err := os.MkdirTemp(o.Workdir, "cradle-bench-pods-")
 	if err != nil {
 		return err
 	}
@@ -106,47 +82,23 @@ func run(ctx context.Context, o options) (err error) {
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		for _, s := range started {
-			if cerr := s.runner.removeAll(cctx); cerr != nil {
-				fmt.Fprintf(os.Stderr, "clean-up of %s pods: %v\n", s.name, cerr)
-			}
-			s.d.Stop()
-			benchkit.KillMonitors(s.d)
+			s.d.Shutdown(cctx)
 		}
 		crdlNet.RemoveBridge()
 		ctrdNet.RemoveBridge()
-		if o.keep {
-			fmt.Printf("\nkept %s (configs, logs)\n", work)
-			return
-		}
-		if cerr := benchkit.RemoveWorkDir(work); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
+		err = errors.Join(err, benchkit.FinishWorkDir(work, o.Keep))
 	}()
 
-	cradleBin := o.cradle
-	if cradleBin == "" {
-		fmt.Fprintln(os.Stderr, "building cmd/cradle ...")
-		if cradleBin, err = benchkit.BuildCradle(ctx, filepath.Join(work, "bin")); err != nil {
-			return err
-		}
-	}
-	reg, err := testkit.StartRegistry()
-	if err != nil {
-		return fmt.Errorf("start registry: %w", err)
-	}
-	defer reg.Close()
-	imgs, err := benchkit.PushPodImages(reg)
+	fx, err := benchkit.NewPodFixture(ctx, work, o.Cradle, true)
 	if err != nil {
 		return err
 	}
-	certsDir := filepath.Join(work, "certs.d")
-	if err := benchkit.WriteHostsDir(certsDir, reg.Host); err != nil {
-		return err
-	}
+	defer fx.Close()
+	cradleBin, imgs, certsDir := fx.CradleBin, fx.Images, fx.CertsDir
 
 	ctrdD, err := benchkit.ContainerdPods{
 		Comment: "written by cradle's bench/pods: a private containerd for the pod benchmark",
-		Bin:     o.containerd, Runc: o.runc, SandboxImage: imgs.Pause, CertsDir: certsDir,
+		Bin:     o.Containerd, Runc: o.Runc, SandboxImage: imgs.Pause, CertsDir: certsDir,
 		Dir: filepath.Join(work, "containerd"), Net: ctrdNet,
 	}.Start(ctx, criTimeout)
 	if err != nil {
@@ -200,7 +152,7 @@ func printHeader(o options, cradleBin string, imgs benchkit.PodImages) {
 	_ = unix.Uname(&uts)
 	fmt.Printf("pod benchmark: cradle vs containerd, same machine, same run, alternating\n")
 	fmt.Printf("machine    %d CPUs, Linux %s, load average %s\n", runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), benchkit.LoadAverage())
-	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.containerd), o.containerd, imgs.Pause)
+	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.Containerd), o.Containerd, imgs.Pause)
 	fmt.Printf("cradle     %s (conmon + runc, no pause process)\n", cradleBin)
 	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.Workload, benchkit.WorkloadCommand)
 	fmt.Printf("method     1 warm-up pod each; %d sequential starts (each torn down at once); %d starts %d at a time;\n", o.n, o.n, o.width)

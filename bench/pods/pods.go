@@ -81,9 +81,3 @@ func (r *podRunner) teardown(ctx context.Context, p pod) (time.Duration, error) 
 	}
 	return time.Since(t0), nil
 }
-
-// removeAll tears down every pod the runtime knows, for the clean-up at the
-// end or after a failure.
-func (r *podRunner) removeAll(ctx context.Context) error {
-	return r.d.Explain(benchkit.RemoveAllPods(ctx, r.d.Runtime))
-}

@@ -19,27 +19,22 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
-	"github.com/cradle-runtime/cradle/internal/testkit"
 	"github.com/cradle-runtime/cradle/internal/testnet"
 	"golang.org/x/sys/unix"
 )
 
 type options struct {
+	benchkit.PodFlags
 	n, width, warmup, segments int
 	runtimes                   []string
 	settle                     time.Duration
-	keep                       bool
-	cradle, containerd         string
-	runc, workdir              string
 	limits                     limits
 }
 
@@ -56,27 +51,15 @@ func main() {
 	flag.IntVar(&o.segments, "segments", 10, "segments the lifecycles are split into; the runtimes alternate by segment")
 	flag.StringVar(&rts, "runtimes", rts, "runtimes to soak, in the order of the first segment: cradle, containerd or both")
 	flag.DurationVar(&o.settle, "settle", 500*time.Millisecond, "pause before each of the three samples at a checkpoint")
-	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
-	flag.StringVar(&o.cradle, "cradle", "", "cradle binary (default: build ./cmd/cradle of this checkout)")
-	flag.StringVar(&o.containerd, "containerd", "/usr/bin/containerd", "containerd binary (1.6, Debian's package)")
-	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "runc binary named in containerd's config")
-	flag.StringVar(&o.workdir, "workdir", "/var/tmp", "parent of the work dir")
+	o.Register()
 	flag.IntVar(&o.limits.fds, "leak-fds", 10, "fd growth from the first to the last sample flagged LEAK?")
 	flag.IntVar(&o.limits.threads, "leak-threads", 10, "thread growth flagged LEAK?")
 	flag.IntVar(&o.limits.goroutines, "leak-goroutines", 20, "goroutine growth flagged LEAK?")
 	flag.Float64Var(&o.limits.memPercent, "leak-mem", 20, "RSS or PSS growth in percent flagged LEAK?")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
-		os.Exit(2)
-	}
-	o.runtimes = strings.Split(rts, ",")
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/soak:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench/soak", func(ctx context.Context) error {
+		o.runtimes = strings.Split(rts, ",")
+		return run(ctx, o)
+	})
 }
 
 func (o options) wants(name string) bool { return slices.Contains(o.runtimes, name) }
@@ -93,17 +76,12 @@ func (o options) check() error {
 	case os.Geteuid() != 0:
 		return fmt.Errorf("must run as root: both runtimes create namespaces, mounts, cgroups and bridges")
 	}
-	bins := []struct{ flag, path string }{{"cradle", o.cradle}}
+	bins := []string{"-cradle", o.Cradle}
 	if o.wants("containerd") {
-		bins = append(bins, struct{ flag, path string }{"containerd", o.containerd}, struct{ flag, path string }{"runc", o.runc})
+		bins = append(bins, "-containerd", o.Containerd, "-runc", o.Runc)
 	}
-	for _, b := range bins {
-		if b.path == "" {
-			continue
-		}
-		if fi, err := os.Stat(b.path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("-%s %s is not an executable file (apt-get install containerd runc)", b.flag, b.path)
-		}
+	if err := benchkit.CheckExecutables(bins...); err != nil {
+		return fmt.Errorf("%w (apt-get install containerd runc)", err)
 	}
 	return benchkit.CheckCNIPlugins()
 }
@@ -112,7 +90,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(o.workdir, "cradle-bench-soak-")
+	work, err := os.MkdirTemp(o.Workdir, "cradle-bench-soak-")
 	if err != nil {
 		return err
 	}
@@ -127,11 +105,7 @@ func run(ctx context.Context, o options) (err error) {
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		for _, s := range started {
-			if cerr := benchkit.RemoveAllPods(cctx, s.d.Runtime); cerr != nil {
-				fmt.Fprintf(os.Stderr, "clean-up of %s pods: %v\n", s.name, s.d.Explain(cerr))
-			}
-			s.d.Stop()
-			benchkit.KillMonitors(s.d)
+			s.d.Shutdown(cctx)
 		}
 		for _, n := range nets {
 			n.RemoveBridge()
@@ -141,35 +115,15 @@ func run(ctx context.Context, o options) (err error) {
 				fmt.Fprintln(os.Stderr, cerr)
 			}
 		}
-		if o.keep {
-			fmt.Printf("\nkept %s (configs, logs)\n", work)
-			return
-		}
-		if cerr := benchkit.RemoveWorkDir(work); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
+		err = errors.Join(err, benchkit.FinishWorkDir(work, o.Keep))
 	}()
 
-	cradleBin := o.cradle
-	if cradleBin == "" && o.wants("cradle") {
-		fmt.Fprintln(os.Stderr, "building cmd/cradle ...")
-		if cradleBin, err = benchkit.BuildCradle(ctx, filepath.Join(work, "bin")); err != nil {
-			return err
-		}
-	}
-	reg, err := testkit.StartRegistry()
-	if err != nil {
-		return fmt.Errorf("start registry: %w", err)
-	}
-	defer reg.Close()
-	imgs, err := benchkit.PushPodImages(reg)
+	fx, err := benchkit.NewPodFixture(ctx, work, o.Cradle, o.wants("cradle"))
 	if err != nil {
 		return err
 	}
-	certsDir := filepath.Join(work, "certs.d")
-	if err := benchkit.WriteHostsDir(certsDir, reg.Host); err != nil {
-		return err
-	}
+	defer fx.Close()
+	cradleBin, imgs, certsDir := fx.CradleBin, fx.Images, fx.CertsDir
 
 	var crdlScope *censusScope
 	for _, name := range o.runtimes {
@@ -190,7 +144,7 @@ func run(ctx context.Context, o options) (err error) {
 		case "containerd":
 			s.d, err = benchkit.ContainerdPods{
 				Comment: "written by cradle's bench/soak: a private containerd for the soak",
-				Bin:     o.containerd, Runc: o.runc, SandboxImage: imgs.Pause, CertsDir: certsDir,
+				Bin:     o.Containerd, Runc: o.Runc, SandboxImage: imgs.Pause, CertsDir: certsDir,
 				Dir: dir, Net: net,
 			}.Start(ctx, criTimeout)
 		case "cradle":
@@ -254,7 +208,6 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		from = end
 	}
-	fmt.Println()
 	printResults(os.Stdout, started, checkpoints, o.limits)
 	if crdlScope != nil {
 		fmt.Println()
@@ -333,7 +286,7 @@ func printHeader(o options, cradleBin string, imgs benchkit.PodImages, ss []*soa
 	for _, s := range ss {
 		switch s.name {
 		case "containerd":
-			fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.containerd), o.containerd, imgs.Pause)
+			fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.Containerd), o.Containerd, imgs.Pause)
 		case "cradle":
 			g := "goroutines from its pprof endpoint (CRADLE_DEBUG_ADDR)"
 			if s.count == nil || func() bool { _, err := s.count(context.Background()); return err != nil }() {
