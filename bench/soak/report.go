@@ -23,13 +23,17 @@ func printResults(w io.Writer, ss []*soaker, checkpoints []int, l limits) {
 	if both {
 		head = append(head, "cradle/containerd")
 	}
-	fmt.Fprintf(tw, "\t%s\t\n", strings.Join(head, "\t"))
-	// A negative r is no ratio.
+	fmt.Fprintf(tw, "\t%s\n", strings.Join(head, "\t"))
+	// A negative r is no ratio. Every row has every cell, or tabwriter
+	// ends the column block.
 	row := func(label string, cells []string, r float64) {
-		if both && r >= 0 {
+		switch {
+		case both && r >= 0:
 			cells = append(cells, fmt.Sprintf("%.2f", r))
+		case both:
+			cells = append(cells, "-")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t\n", label, strings.Join(cells, "\t"))
+		fmt.Fprintf(tw, "%s\t%s\n", label, strings.Join(cells, "\t"))
 	}
 	var cells []string
 	for _, s := range ss {
@@ -84,11 +88,11 @@ func printResults(w io.Writer, ss []*soaker, checkpoints []int, l limits) {
 	for _, c := range checkpoints {
 		cols = append(cols, fmt.Sprintf("@%d", c))
 	}
-	cols = append(cols, "growth", "")
-	fmt.Fprintf(tw, "%s\t\n", strings.Join(cols, "\t"))
+	cols = append(cols, "growth", "verdict")
+	fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	for _, s := range ss {
 		for _, m := range metrics(l) {
-			fmt.Fprintf(tw, "%s\t\n", strings.Join(metricRow(s.name, m, s.samples, checkpoints), "\t"))
+			fmt.Fprintln(tw, strings.Join(metricRow(s.name, m, s.samples, checkpoints), "\t"))
 		}
 	}
 	tw.Flush()
@@ -114,7 +118,7 @@ func metricRow(name string, m metric, samples map[int]sample, checkpoints []int)
 	last, okL := samples[checkpoints[len(checkpoints)-1]]
 	a, b := m.get(first), m.get(last)
 	if !okF || !okL || a < 0 || b < 0 {
-		return append(cells, "-", "")
+		return append(cells, "-", "-")
 	}
 	var growth string
 	switch {

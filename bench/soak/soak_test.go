@@ -363,13 +363,13 @@ func TestPrintResults(t *testing.T) {
 		t.Errorf("no line %q %q in:\n%s", prefix, fields, out)
 	}
 	has("lifecycles/s", "10.00", "10.00", "1.00")
-	has("lifecycles completed", "1000/1001", "1000/1000")
+	has("lifecycles completed", "1000/1001", "1000/1000", "-")
 	has("RunPodSandbox p50", "50.0", "ms", "100", "ms", "0.50")
 	has("RemovePodSandbox p99", "99.0", "ms", "198", "ms", "0.50")
 	has("cradle", "fds", "20", "25", "45", "+25", "LEAK?")
 	has("cradle", "RSS", "30.0", "MiB", "31.0", "MiB", "40.0", "MiB", "+33.3%", "LEAK?")
 	has("cradle", "goroutines", "30", "31", "30", "+0", "ok")
-	has("containerd", "goroutines", "-", "-", "-", "-")
+	has("containerd", "goroutines", "-", "-", "-", "-", "-")
 	has("containerd", "fds", "21", "-", "21", "+0", "ok")
 	for _, want := range []string{"cradle: 1 failed lifecycles, 1 at StopContainer", "lifecycle 17, StopContainer: boom"} {
 		if !strings.Contains(out, want) {
