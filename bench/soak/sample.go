@@ -118,8 +118,8 @@ func parseThreads(r io.Reader) (int, error) {
 // each figure: a daemon closes a connection or frees pages a moment after
 // its last call.
 func settledSample(ctx context.Context, pid int, count goroutineCounter, settle time.Duration) (sample, error) {
-	var ss []sample
-	for i := range 3 {
+	ss := make([]sample, 0, 3)
+	for range 3 {
 		select {
 		case <-ctx.Done():
 			return sample{}, ctx.Err()
@@ -128,9 +128,6 @@ func settledSample(ctx context.Context, pid int, count goroutineCounter, settle 
 		s, err := sampleDaemon(ctx, pid, count)
 		if err != nil {
 			return sample{}, err
-		}
-		if i == 0 {
-			ss = make([]sample, 0, 3)
 		}
 		ss = append(ss, s)
 	}
