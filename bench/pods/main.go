@@ -18,10 +18,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
@@ -29,13 +27,15 @@ import (
 )
 
 type options struct {
+	benchkit.PodFlags
 	n, width, pods, calls int
 	settle                time.Duration
-	keep                  bool
-	cradle, containerd    string
-	runc, workdir         string
 	targets               targets
 }
+
+// criTimeout bounds every CRI call, kubelet's default runtime-request
+// timeout.
+const criTimeout = 2 * time.Minute
 
 func main() {
 	var o options
@@ -44,25 +44,11 @@ func main() {
 	flag.IntVar(&o.pods, "pods", 20, "pods kept running per runtime for the memory and ListContainers phase")
 	flag.IntVar(&o.calls, "list", 500, "ListContainers calls per runtime (and as many Version calls, the round-trip floor)")
 	flag.DurationVar(&o.settle, "settle", time.Second, "pause between the three memory samples")
-	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs)")
-	flag.StringVar(&o.cradle, "cradle", "", "cradle binary (default: build ./cmd/cradle of this checkout)")
-	flag.StringVar(&o.containerd, "containerd", "/usr/bin/containerd", "containerd binary (1.6, Debian's package)")
-	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "runc binary named in containerd's config")
-	flag.StringVar(&o.workdir, "workdir", "/var/tmp", "parent of the work dir")
+	o.Register()
 	flag.Float64Var(&o.targets.start, "target-start", 0.5, "ceiling on cradle/containerd pod start p50")
 	flag.Float64Var(&o.targets.memory, "target-memory", 0.5, "ceiling on cradle/containerd memory per pod")
 	flag.Float64Var(&o.targets.list, "target-list", 0.2, "ceiling on cradle/containerd ListContainers p99")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/pods:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench/pods", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o options) check() error {
@@ -74,98 +60,69 @@ func (o options) check() error {
 	case os.Geteuid() != 0:
 		return fmt.Errorf("must run as root: both runtimes create namespaces, mounts and bridges")
 	}
-	for _, b := range []struct{ flag, path string }{{"containerd", o.containerd}, {"runc", o.runc}, {"cradle", o.cradle}} {
-		if b.path == "" {
-			continue
-		}
-		if fi, err := os.Stat(b.path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("-%s %s is not an executable file", b.flag, b.path)
-		}
+	if err := benchkit.CheckExecutables("-containerd", o.Containerd, "-runc", o.Runc, "-cradle", o.Cradle); err != nil {
+		return err
 	}
-	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
-		if _, err := os.Stat(filepath.Join(cniPluginDir, p)); err != nil {
-			return fmt.Errorf("CNI plugin %s missing (apt-get install containernetworking-plugins)", p)
-		}
-	}
-	return nil
+	return benchkit.CheckCNIPlugins()
 }
 
 func run(ctx context.Context, o options) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(o.workdir, "cradle-bench-pods-")
+	work, err := os.MkdirTemp(o.Workdir, "cradle-bench-pods-")
 	if err != nil {
 		return err
 	}
-	crdlNet := newNetwork(work, "cradle", "cradlebp0", "10.241.0.0/22")
-	ctrdNet := newNetwork(work, "containerd", "ctrdbp0", "10.242.0.0/22")
+	crdlNet := benchkit.NewNetwork(filepath.Join(work, "cradle", "cni"), "bench-pods-cradle", "cradlebp0", "10.241.0.0/22")
+	ctrdNet := benchkit.NewNetwork(filepath.Join(work, "containerd", "cni"), "bench-pods-containerd", "ctrdbp0", "10.242.0.0/22")
 	var started []*side
 	// Clean-up in reverse: pods, daemons, leftover monitors, bridges, dir.
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		for _, s := range started {
-			if cerr := s.runner.removeAll(cctx); cerr != nil {
-				fmt.Fprintf(os.Stderr, "clean-up of %s pods: %v\n", s.name, cerr)
-			}
-			s.d.Stop()
-			killMonitors(s.d)
+			s.d.Shutdown(cctx)
 		}
-		crdlNet.removeBridge()
-		ctrdNet.removeBridge()
-		if o.keep {
-			fmt.Printf("\nkept %s (configs, logs)\n", work)
-			return
-		}
-		if cerr := benchkit.RemoveWorkDir(work); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
+		crdlNet.RemoveBridge()
+		ctrdNet.RemoveBridge()
+		err = errors.Join(err, benchkit.FinishWorkDir(work, o.Keep))
 	}()
 
-	cradleBin := o.cradle
-	if cradleBin == "" {
-		fmt.Fprintln(os.Stderr, "building cmd/cradle ...")
-		if cradleBin, err = benchkit.BuildCradle(ctx, filepath.Join(work, "bin")); err != nil {
-			return err
-		}
-	}
-	reg, err := startRegistry()
+	fx, err := benchkit.NewPodFixture(ctx, work, o.Cradle, true)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	imgs, err := pushImages(reg)
-	if err != nil {
-		return err
-	}
-	certsDir := filepath.Join(work, "certs.d")
-	if err := benchkit.WriteHostsDir(certsDir, reg.Host); err != nil {
-		return err
-	}
+	defer fx.Close()
+	cradleBin, imgs, certsDir := fx.CradleBin, fx.Images, fx.CertsDir
 
-	ctrdD, err := newContainerdSetup(work, o.containerd, o.runc, imgs.pause, certsDir, ctrdNet).start(ctx)
+	ctrdD, err := benchkit.ContainerdPods{
+		Comment: "written by cradle's bench/pods: a private containerd for the pod benchmark",
+		Bin:     o.Containerd, Runc: o.Runc, SandboxImage: imgs.Pause, CertsDir: certsDir,
+		Dir: filepath.Join(work, "containerd"), Net: ctrdNet,
+	}.Start(ctx, criTimeout)
 	if err != nil {
 		return err
 	}
-	ctrd := &side{name: "containerd", d: ctrdD, runner: &podRunner{d: ctrdD, image: imgs.workload, logDir: filepath.Join(work, "containerd", "pods")}}
+	ctrd := &side{name: "containerd", d: ctrdD, runner: &podRunner{d: ctrdD, image: imgs.Workload, logDir: filepath.Join(work, "containerd", "pods")}}
 	started = append(started, ctrd)
-	crdlD, err := newCradleSetup(work, cradleBin, certsDir, crdlNet).start(ctx)
+	crdlD, err := benchkit.CradlePods{
+		Comment: "written by cradle's bench/pods",
+		Bin:     cradleBin, CertsDir: certsDir,
+		Dir: filepath.Join(work, "cradle"), Net: crdlNet,
+	}.Start(ctx, criTimeout)
 	if err != nil {
 		return err
 	}
-	crdl := &side{name: "cradle", d: crdlD, runner: &podRunner{d: crdlD, image: imgs.workload, logDir: filepath.Join(work, "cradle", "pods")}}
+	crdl := &side{name: "cradle", d: crdlD, runner: &podRunner{d: crdlD, image: imgs.Workload, logDir: filepath.Join(work, "cradle", "pods")}}
 	started = append(started, crdl)
 
 	// Images present before anything is timed: the workload on both, the
 	// sandbox image on containerd (kubelet's pods find it pulled too).
 	for _, s := range []*side{crdl, ctrd} {
-		if _, err := s.d.Images.PullImage(ctx, imageSpec(imgs.workload), nil, nil); err != nil {
-			return s.d.Explain(fmt.Errorf("%s pull %s: %w", s.name, imgs.workload, err))
+		if err := benchkit.PullPodImages(ctx, s.d, imgs, s == ctrd); err != nil {
+			return err
 		}
-	}
-	if _, err := ctrd.d.Images.PullImage(ctx, imageSpec(imgs.pause), nil, nil); err != nil {
-		return ctrd.d.Explain(fmt.Errorf("containerd pull %s: %w", imgs.pause, err))
 	}
 
 	printHeader(o, cradleBin, imgs)
@@ -190,30 +147,15 @@ func run(ctx context.Context, o options) (err error) {
 	return nil
 }
 
-// killMonitors SIGKILLs, by pid, monitors the daemon left behind (after a
-// failed teardown), so no shim or conmon outlives the benchmark.
-func killMonitors(d *daemon) {
-	ps, err := readProcs()
-	if err != nil {
-		return
-	}
-	for _, p := range ps {
-		if d.isMonitor != nil && d.isMonitor(p.argv) {
-			fmt.Fprintf(os.Stderr, "%s left monitor pid %d running: SIGKILL\n", d.Name, p.pid)
-			_ = unix.Kill(p.pid, unix.SIGKILL)
-		}
-	}
-}
-
-func printHeader(o options, cradleBin string, imgs benchImages) {
+func printHeader(o options, cradleBin string, imgs benchkit.PodImages) {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	fmt.Printf("pod benchmark: cradle vs containerd, same machine, same run, alternating\n")
 	fmt.Printf("machine    %d CPUs, Linux %s, load average %s\n", runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), benchkit.LoadAverage())
-	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.containerd), o.containerd, imgs.pause)
+	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.Containerd), o.Containerd, imgs.Pause)
 	fmt.Printf("cradle     %s (conmon + runc, no pause process)\n", cradleBin)
-	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.workload, workloadCommand)
+	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.Workload, benchkit.WorkloadCommand)
 	fmt.Printf("method     1 warm-up pod each; %d sequential starts (each torn down at once); %d starts %d at a time;\n", o.n, o.n, o.width)
 	fmt.Printf("           then %d pods each: PSS (median of 3 samples %v apart) over the idle PSS, %d ListContainers + %[3]d Version calls each;\n", o.pods, o.settle, o.calls)
-	fmt.Printf("           teardown = StopContainer(grace %ds) + StopPodSandbox + RemovePodSandbox, from both the sequential and the %d-pod phase\n\n", stopGrace, o.pods)
+	fmt.Printf("           teardown = StopContainer(grace %ds) + StopPodSandbox + RemovePodSandbox, from both the sequential and the %d-pod phase\n\n", benchkit.StopGrace, o.pods)
 }

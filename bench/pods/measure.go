@@ -9,13 +9,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // side is one runtime with everything measured on it.
 type side struct {
 	name   string
-	d      *daemon
+	d      *benchkit.Daemon
 	runner *podRunner
 
 	startSeq, startPar []time.Duration
@@ -219,7 +220,7 @@ func waitRunning(ctx context.Context, s *side, m int) error {
 // settledOverhead samples the runtime's memory three times, settle apart
 // (a daemon frees and a monitor faults in pages for a moment after work),
 // and keeps the middle sample.
-func settledOverhead(ctx context.Context, d *daemon, settle time.Duration) (overhead, error) {
+func settledOverhead(ctx context.Context, d *benchkit.Daemon, settle time.Duration) (overhead, error) {
 	var samples []overhead
 	for i := range 3 {
 		if i > 0 {

@@ -1,72 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
+
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 )
-
-// proc is one process of /proc as far as the memory accounting needs it.
-type proc struct {
-	pid, ppid int
-	argv      []string
-}
-
-// readProcs lists every process; those that exit while listed are skipped.
-func readProcs() ([]proc, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var ps []proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		ppid, err := parsePPID(stat)
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		ps = append(ps, proc{pid: pid, ppid: ppid, argv: splitCmdline(cmdline)})
-	}
-	return ps, nil
-}
-
-// parsePPID reads field 4 of /proc/PID/stat; the command name in field 2 may
-// hold spaces and parentheses, so the fields count from the last ')'.
-func parsePPID(stat []byte) (int, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat %q", stat)
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("malformed stat %q", stat)
-	}
-	return strconv.Atoi(f[1])
-}
-
-func splitCmdline(b []byte) []string {
-	b = bytes.TrimRight(b, "\x00")
-	if len(b) == 0 {
-		return nil
-	}
-	return strings.Split(string(b), "\x00")
-}
 
 // isPause tells a pod's pause or init process apart from the app container
 // (which is the workload, not runtime overhead): containerd's sandbox image
@@ -89,10 +28,10 @@ type overhead struct {
 // monitors (found by isMonitor, since they daemonize away from it) and the
 // pause or init processes whose parent is one of those. App containers are
 // the workload, not the runtime's cost, and are left out.
-func runtimeProcs(ps []proc, daemonPid int, isMonitor func([]string) bool) (pids []int, monitors, pauses int) {
-	children := map[int][]proc{}
+func runtimeProcs(ps []benchkit.Proc, daemonPid int, isMonitor func([]string) bool) (pids []int, monitors, pauses int) {
+	children := map[int][]benchkit.Proc{}
 	for _, p := range ps {
-		children[p.ppid] = append(children[p.ppid], p)
+		children[p.PPid] = append(children[p.PPid], p)
 	}
 	seen := map[int]bool{}
 	add := func(pid int) {
@@ -104,16 +43,16 @@ func runtimeProcs(ps []proc, daemonPid int, isMonitor func([]string) bool) (pids
 	add(daemonPid)
 	roots := []int{daemonPid}
 	for _, p := range ps {
-		if p.pid != daemonPid && isMonitor(p.argv) {
-			add(p.pid)
+		if p.Pid != daemonPid && isMonitor(p.Argv) {
+			add(p.Pid)
 			monitors++
-			roots = append(roots, p.pid)
+			roots = append(roots, p.Pid)
 		}
 	}
 	for _, r := range roots {
 		for _, c := range children[r] {
-			if isPause(c.argv) && !seen[c.pid] {
-				add(c.pid)
+			if isPause(c.Argv) && !seen[c.Pid] {
+				add(c.Pid)
 				pauses++
 			}
 		}
@@ -122,48 +61,22 @@ func runtimeProcs(ps []proc, daemonPid int, isMonitor func([]string) bool) (pids
 }
 
 // measureOverhead sums the PSS of the runtime's processes now.
-func measureOverhead(d *daemon) (overhead, error) {
-	ps, err := readProcs()
+func measureOverhead(d *benchkit.Daemon) (overhead, error) {
+	ps, err := benchkit.ReadProcs()
 	if err != nil {
 		return overhead{}, err
 	}
-	pids, monitors, pauses := runtimeProcs(ps, d.Pid(), d.isMonitor)
+	pids, monitors, pauses := runtimeProcs(ps, d.Pid(), d.IsMonitor)
 	o := overhead{daemon: 1, monitors: monitors, pauses: pauses}
 	for _, pid := range pids {
-		kib, err := pssKiB(pid)
+		r, err := benchkit.ReadRollup(pid)
 		if err != nil {
 			if pid == d.Pid() {
 				return overhead{}, d.Explain(fmt.Errorf("PSS of %s: %w", d.Name, err))
 			}
 			continue // exited between the listing and now
 		}
-		o.pssKiB += kib
+		o.pssKiB += r.PssKiB
 	}
 	return o, nil
-}
-
-// pssKiB is the process's proportional set size from smaps_rollup: shared
-// pages are split among the processes that map them, so summing over
-// processes does not count a shared library or binary twice.
-func pssKiB(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return parsePss(f)
-}
-
-func parsePss(r io.Reader) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "Pss:" {
-			return strconv.ParseInt(f[1], 10, 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("no Pss line")
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 )
 
 // targets are the ceilings on cradle/containerd.
@@ -18,12 +20,12 @@ func printReport(w io.Writer, crdl, ctrd *side, t targets, width int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "\tcradle\tcontainerd\tratio")
 	row := func(label string, c, d time.Duration) {
-		r := ratio(float64(c), float64(d))
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\n", label, formatMs(c), formatMs(d), r)
+		r := benchkit.Ratio(float64(c), float64(d))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\n", label, benchkit.FormatMs(c), benchkit.FormatMs(d), r)
 	}
 	pcts := func(label string, c, d []time.Duration) {
-		row(fmt.Sprintf("%s p50 (n=%d/%d)", label, len(c), len(d)), percentile(c, 50), percentile(d, 50))
-		row(fmt.Sprintf("%s p99", label), percentile(c, 99), percentile(d, 99))
+		row(fmt.Sprintf("%s p50 (n=%d/%d)", label, len(c), len(d)), benchkit.Percentile(c, 50), benchkit.Percentile(d, 50))
+		row(fmt.Sprintf("%s p99", label), benchkit.Percentile(c, 99), benchkit.Percentile(d, 99))
 	}
 	pcts("pod start, sequential", crdl.startSeq, ctrd.startSeq)
 	pcts(fmt.Sprintf("pod start, %d in parallel", width), crdl.startPar, ctrd.startPar)
@@ -35,15 +37,15 @@ func printReport(w io.Writer, crdl, ctrd *side, t targets, width int) {
 	fmt.Fprintf(tw, "PSS idle (daemon)\t%s\t%s\t\n", kibCell(float64(crdl.idle.pssKiB)), kibCell(float64(ctrd.idle.pssKiB)))
 	fmt.Fprintf(tw, "PSS with %d pods (daemon + monitors + pauses)\t%s\t%s\t\n", crdl.pods, kibCell(float64(crdl.loaded.pssKiB)), kibCell(float64(ctrd.loaded.pssKiB)))
 	fmt.Fprintf(tw, "  processes counted: monitors / pause\t%d / %d\t%d / %d\t\n", crdl.loaded.monitors, crdl.loaded.pauses, ctrd.loaded.monitors, ctrd.loaded.pauses)
-	fmt.Fprintf(tw, "memory per running pod\t%s\t%s\t%.2f\n", kibCell(mc), kibCell(md), ratio(mc, md))
+	fmt.Fprintf(tw, "memory per running pod\t%s\t%s\t%.2f\n", kibCell(mc), kibCell(md), benchkit.Ratio(mc, md))
 	tw.Flush()
 	fmt.Fprintln(w)
 
 	target := func(what string, r, max float64) {
 		fmt.Fprintf(w, "%-46s = %s (target <= %.2f) %s\n", what, formatRatio(r, max), max, verdict(r, max))
 	}
-	target("ratio cradle/containerd pod start p50 (seq)", ratio(float64(percentile(crdl.startSeq, 50)), float64(percentile(ctrd.startSeq, 50))), t.start)
-	target(fmt.Sprintf("ratio cradle/containerd pod start p50 (x%d)", width), ratio(float64(percentile(crdl.startPar, 50)), float64(percentile(ctrd.startPar, 50))), t.start)
-	target("ratio cradle/containerd memory per pod", ratio(mc, md), t.memory)
-	target("ratio cradle/containerd ListContainers p99", ratio(float64(percentile(crdl.list, 99)), float64(percentile(ctrd.list, 99))), t.list)
+	target("ratio cradle/containerd pod start p50 (seq)", benchkit.Ratio(float64(benchkit.Percentile(crdl.startSeq, 50)), float64(benchkit.Percentile(ctrd.startSeq, 50))), t.start)
+	target(fmt.Sprintf("ratio cradle/containerd pod start p50 (x%d)", width), benchkit.Ratio(float64(benchkit.Percentile(crdl.startPar, 50)), float64(benchkit.Percentile(ctrd.startPar, 50))), t.start)
+	target("ratio cradle/containerd memory per pod", benchkit.Ratio(mc, md), t.memory)
+	target("ratio cradle/containerd ListContainers p99", benchkit.Ratio(float64(benchkit.Percentile(crdl.list, 99)), float64(benchkit.Percentile(ctrd.list, 99))), t.list)
 }

@@ -90,26 +90,15 @@ func (o options) check() error {
 	}
 	if o.wants("containerd") {
 		for _, b := range []struct{ name, path string }{{"containerd", o.containerd}, {"runc", o.runc}} {
-			if err := executable(b.path); err != nil {
+			if err := benchkit.Executable(b.path); err != nil {
 				return fmt.Errorf("%s: %w (apt-get install containerd runc, or pass -%s PATH)", b.name, err, b.name)
 			}
 		}
 	}
 	if o.cradle != "" {
-		if err := executable(o.cradle); err != nil {
+		if err := benchkit.Executable(o.cradle); err != nil {
 			return fmt.Errorf("-cradle: %w", err)
 		}
-	}
-	return nil
-}
-
-func executable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", path)
 	}
 	return nil
 }

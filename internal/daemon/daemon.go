@@ -57,6 +57,13 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return err
 	}
 	defer stateLock.release()
+	if addr := os.Getenv(DebugAddrEnv); addr != "" {
+		stop, err := serveDebug(addr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	layers, err := layer.Open(filepath.Join(cfg.Root, "layers"))
 	if err != nil {

@@ -170,3 +170,41 @@ func TestLoadAverageHasThreeFields(t *testing.T) {
 		t.Errorf("LoadAverage() = %q, want three numbers", LoadAverage())
 	}
 }
+
+func TestCheckExecutables(t *testing.T) {
+	dir := t.TempDir()
+	exe, plain := filepath.Join(dir, "exe"), filepath.Join(dir, "plain")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckExecutables("-a", exe, "-b", ""); err != nil {
+		t.Errorf("an executable and an empty path: %v", err)
+	}
+	for _, bad := range []string{plain, dir, filepath.Join(dir, "absent")} {
+		if err := CheckExecutables("-a", exe, "-b", bad); err == nil || !strings.HasPrefix(err.Error(), "-b: ") {
+			t.Errorf("CheckExecutables with %s = %v, want an error naming -b", bad, err)
+		}
+	}
+}
+
+func TestFinishWorkDirKeepsOrRemoves(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "work")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := FinishWorkDir(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("kept dir is gone: %v", err)
+	}
+	if err := FinishWorkDir(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("dir not removed: %v", err)
+	}
+}

@@ -20,6 +20,7 @@ type DaemonSpec struct {
 	Argv    []string // binary and arguments
 	LogPath string   // stdout and stderr, appended
 	Socket  string   // where it serves CRI
+	Env     []string // added to the environment (which loses its proxies)
 
 	// RuntimeTimeout and ImageTimeout bound each call of the CRI clients,
 	// as kubelet's runtime-request timeout does; ImageTimeout does not bound
@@ -34,6 +35,11 @@ type Daemon struct {
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
+
+	// IsMonitor, when set, tells whether a process (by its command line) is
+	// one of this runtime's per-pod monitors: containerd's shims or
+	// cradle's conmons, which daemonize away from it.
+	IsMonitor func(argv []string) bool
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -57,7 +63,7 @@ func StartDaemon(ctx context.Context, spec DaemonSpec) (*Daemon, error) {
 	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = daemonEnv(os.Environ())
+	cmd.Env = append(daemonEnv(os.Environ()), spec.Env...)
 	// A session of its own: a Ctrl-C on the terminal reaches only this
 	// program, which then tears down what it made and stops the daemon in
 	// order.

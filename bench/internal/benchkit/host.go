@@ -1,6 +1,8 @@
 // Package benchkit holds what cradle's benchmark programs (bench/pull,
-// bench/pods) share: starting and stopping the runtimes under test, their
-// config files, building cradle, and host plumbing.
+// bench/pods, bench/soak) share: starting and stopping the runtimes under
+// test, their config files, building cradle, the pod network, the pod
+// images and kubelet-like pod configs, /proc readers, percentiles and
+// ratios, and host plumbing.
 package benchkit
 
 import (
