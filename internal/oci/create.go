@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,8 +90,18 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	cmd.Dir = r.ctrDir(o.ID) // conmon writes its "oom" file to its cwd
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE=3"}
 	cmd.ExtraFiles = []*os.File{syncW}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	// stderr is a file, not a pipe: the monitor conmon forks inherits it,
+	// and a pipe it holds open would keep Wait waiting (under load past
+	// WaitDelay, failing a create that worked), while closing the pipe on
+	// it could kill it with SIGPIPE. Unlinked at once: nothing to clean up.
+	stderr, err := os.CreateTemp(r.ctrDir(o.ID), ".conmon-stderr-*")
+	if err != nil {
+		syncW.Close()
+		return 0, fmt.Errorf("create container %s: %w", o.ID, err)
+	}
+	os.Remove(stderr.Name())
+	defer stderr.Close()
+	cmd.Stderr = stderr
 	cmd.WaitDelay = commandWaitDelay
 	var startW *os.File
 	if o.PlaceMonitor != nil {
@@ -127,7 +136,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	// The first conmon forks the real monitor, writes its pid and exits.
 	if err = cmd.Wait(); err != nil {
 		return 0, errdefs.WithKind(kindOf(ctx, errKindUnknown),
-			fmt.Errorf("conmon for %s: %w: %s", o.ID, err, strings.TrimSpace(stderr.String())))
+			fmt.Errorf("conmon for %s: %w: %s", o.ID, err, tail(stderr, 4096)))
 	}
 	monitorPid, err := readPidFile(r.conmonPidFile(o.ID))
 	if err != nil {
@@ -314,4 +323,16 @@ func readPidFile(path string) (int, error) {
 		return 0, fmt.Errorf("bad pid file %s: %q", path, data)
 	}
 	return pid, nil
+}
+
+// tail returns up to the last limit bytes written to f, trimmed.
+func tail(f *os.File, limit int64) string {
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return ""
+	}
+	start := max(0, end-limit)
+	buf := make([]byte, end-start)
+	n, _ := f.ReadAt(buf, start)
+	return strings.TrimSpace(string(buf[:n]))
 }
