@@ -15,9 +15,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// UnaryInterceptor turns a panic into codes.Internal (the daemon survives bad
-// input), maps domain errors to gRPC codes, and logs each call: failures at
-// warn, the rest at debug so kubelet's 1 s polling does not flood the log.
+// UnaryInterceptor checks the request against the limits (limits.go) before
+// its handler runs, turns a panic into codes.Internal (the daemon survives
+// bad input), maps domain errors to gRPC codes, and logs each call: failures
+// at warn, the rest at debug so kubelet's 1 s polling does not flood the log.
 func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
@@ -30,6 +31,9 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 			err = mapError(method, err)
 			logCall(ctx, log, method, start, err)
 		}()
+		if err := checkRequest(method, req); err != nil {
+			return nil, err
+		}
 		return handler(ctx, req)
 	}
 }
@@ -47,8 +51,22 @@ func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 			err = mapError(method, err)
 			logCall(ss.Context(), log, method, start, err)
 		}()
-		return handler(srv, ss)
+		return handler(srv, checkedStream{ServerStream: ss, method: method})
 	}
+}
+
+// checkedStream checks the request of a server-streaming RPC when its
+// handler receives it, before the handler acts on it.
+type checkedStream struct {
+	grpc.ServerStream
+	method string
+}
+
+func (s checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return checkRequest(s.method, m)
 }
 
 func mapError(method string, err error) error {
