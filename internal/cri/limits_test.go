@@ -206,3 +206,21 @@ func TestLimitsCheckedInStreams(t *testing.T) {
 		t.Fatalf("got %v, handler went on: %v", err, ran)
 	}
 }
+
+// The pods found in the wild, sent as kubelet sends them to the server
+// wired as the daemon's: refused, and nothing is left.
+func TestWildPodNamesRefused(t *testing.T) {
+	h := newFuzzHarness(t)
+	c := runtimeapi.NewRuntimeServiceClient(h.conn)
+	for _, name := range []string{"x/../../y", strings.Repeat("x", 70000)} {
+		cfg := kubeletPodConfig()
+		cfg.Metadata.Name = name
+		_, err := c.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "config.metadata.name") {
+			t.Errorf("pod %.20q: %v", name, err)
+		}
+		if err := h.leftovers(); err != nil {
+			t.Error(err)
+		}
+	}
+}
