@@ -80,7 +80,7 @@ const (
 type strRule struct {
 	what string // what the string is, for the message
 	max  int
-	// bad, if set, names the first character the string may not hold.
+	// bad, if set, says what is wrong with the string's content, or "".
 	bad func(string) string
 }
 
@@ -270,7 +270,7 @@ func checkString(r strRule, s, path string) error {
 	}
 	if r.bad != nil {
 		if c := r.bad(s); c != "" {
-			return fmt.Errorf("%s (%s) %q must not contain %s", path, r.what, clip(s), c)
+			return fmt.Errorf("%s (%s) %q %s", path, r.what, clip(s), c)
 		}
 	}
 	return nil
@@ -335,28 +335,28 @@ func checkProcess(m protoreflect.Message, path string) error {
 
 func badName(s string) string {
 	if strings.ContainsRune(s, '/') {
-		return "'/'"
+		return "must not contain '/'"
 	}
 	return badControl(s)
 }
 
 func badKey(s string) string {
 	if s == "" {
-		return "nothing (it is empty)"
+		return "must not be empty"
 	}
 	return badControl(s)
 }
 
 func badEnvName(s string) string {
 	if strings.ContainsRune(s, '=') {
-		return "'='"
+		return "must not contain '='"
 	}
 	return badKey(s)
 }
 
 func badNUL(s string) string {
 	if strings.IndexByte(s, 0) >= 0 {
-		return "NUL"
+		return "must not contain NUL"
 	}
 	return ""
 }
@@ -364,7 +364,7 @@ func badNUL(s string) string {
 func badControl(s string) string {
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return fmt.Sprintf("control character %U", r)
+			return fmt.Sprintf("must not contain a control character (%U)", r)
 		}
 	}
 	return ""
