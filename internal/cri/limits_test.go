@@ -118,6 +118,29 @@ func TestLimits(t *testing.T) {
 			c.Linux.SecurityContext.MaskedPaths = make([]string, MaxMounts+1)
 		}), nil, "masked_paths"},
 
+		{"env value NUL", ctr(func(c *runtimeapi.ContainerConfig) { c.Envs[0].Value = []byte("a\x00b") }), nil, "config.envs[0].value"},
+		{"devices", ctr(func(c *runtimeapi.ContainerConfig) { c.Devices = make([]*runtimeapi.Device, MaxMounts+1) }), nil, "config.devices has"},
+		{"CDI devices", ctr(func(c *runtimeapi.ContainerConfig) { c.CDIDevices = make([]*runtimeapi.CDIDevice, MaxMounts+1) }), nil, "config.CDI_devices has"},
+		{"mount options", ctr(func(c *runtimeapi.ContainerConfig) { c.Mounts[0].MountOptions = make([]string, 65) }), nil, "mount_options has"},
+		{"mount uid mappings", ctr(func(c *runtimeapi.ContainerConfig) {
+			c.Mounts[0].UidMappings = make([]*runtimeapi.IDMapping, MaxIDMappings+1)
+		}), nil, "config.mounts[0].uidMappings has"},
+		{"supplemental groups", ctr(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.SupplementalGroups = make([]int64, MaxGroups+1)
+		}), nil, "supplemental_groups has"},
+		{"capabilities", ctr(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.Capabilities.AddCapabilities = []string{strings.Repeat("C", 65)}
+		}), nil, "add_capabilities[0]"},
+		{"hugepage limits", ctr(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.Resources.HugepageLimits = make([]*runtimeapi.HugepageLimit, 65)
+		}), nil, "hugepage_limits has"},
+		{"target ID", ctr(func(c *runtimeapi.ContainerConfig) { c.Linux.SecurityContext.NamespaceOptions.TargetId = "../x" }), nil, "target_id"},
+		{"image handler", ctr(func(c *runtimeapi.ContainerConfig) { c.Image.RuntimeHandler = "a/b" }), nil, "config.image.runtime_handler"},
+		{"hostname control", pod(func(c *runtimeapi.PodSandboxConfig) { c.Hostname = "a\tb" }), nil, "config.hostname"},
+		{"pod userns mappings", pod(func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Uids: make([]*runtimeapi.IDMapping, MaxIDMappings+1)}
+		}), nil, "userns_options.uids has"},
+		{"restore handler", &runtimeapi.RestorePodRequest{RuntimeHandler: strings.Repeat("h", MaxNameLen+1)}, nil, "runtime_handler"},
 		{"container ID", &runtimeapi.StartContainerRequest{ContainerId: long(MaxNameLen + 1)}, &runtimeapi.StartContainerRequest{ContainerId: long(MaxNameLen)}, "container_id"},
 		{"pod ID with slash", &runtimeapi.StopPodSandboxRequest{PodSandboxId: "../x"}, nil, "pod_sandbox_id"},
 		{"filter label selector", &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{LabelSelector: map[string]string{long(MaxLabelKeyLen + 1): "v"}}}, nil, "filter.label_selector key"},
