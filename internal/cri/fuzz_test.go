@@ -43,10 +43,11 @@ import (
 // interceptors run), over real managers on a temporary root and state.
 //
 // What keeps them safe and fast:
-//   - every RunPodSandbox stops at its first step (sandbox.Config.BeforeStep
-//     answers Unavailable before the record is written), so validation,
-//     name reservation, kubelet's retry join and the undo run, but no
-//     namespace, mount or network is ever made; hence no pod exists, and
+//   - every RunPodSandbox stops right after its record is written
+//     (sandbox.Config.BeforeStep answers Unavailable before the first step
+//     with a side effect), so validation, name reservation, kubelet's retry
+//     join, the record and its undo run, but no namespace, mount or network
+//     is ever made; hence no pod is ever ready, and
 //     every container, exec, attach, port-forward, stats and checkpoint
 //     RPC runs its checks and lookups and ends at NotFound at the latest;
 //   - the OCI runtime and conmon are /bin/false, the CNI config dir is
@@ -217,7 +218,7 @@ type fuzzHarness struct {
 	goroutines        int
 }
 
-// errNoSideEffects stops every pod at its first step.
+// errNoSideEffects stops every pod before its first side effect.
 var errNoSideEffects = errdefs.Unavailable("fuzz harness: pods are not created")
 
 func newFuzzHarness(f testing.TB) *fuzzHarness {
@@ -265,7 +266,14 @@ func newFuzzHarness(f testing.TB) *fuzzHarness {
 	pods, err := sandbox.New(context.Background(), sandbox.Config{
 		Root: h.root, State: h.state, CNI: network, Node: node, Events: evs.Sandbox,
 		StopContainers: func(ctx context.Context, id string) error { return containers.StopSandbox(ctx, id, 0) },
-		BeforeStep:     func(string) error { return errNoSideEffects },
+		// The record lives under the temp root: it is written, and the
+		// undo must erase it.
+		BeforeStep: func(step string) error {
+			if step == "record" {
+				return nil
+			}
+			return errNoSideEffects
+		},
 	})
 	must(err)
 	containers, err = container.New(container.Config{Root: h.root, State: h.state, Layers: layers, Images: images,
