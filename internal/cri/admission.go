@@ -40,6 +40,10 @@ const (
 	// MaxWatchesInFlight bounds GetContainerEvents streams; kubelet
 	// keeps one.
 	MaxWatchesInFlight = 16
+	// MaxHeaderBytes bounds a call's metadata, which is read, and held
+	// for the whole call, before the caps are checked (gRPC's default is
+	// 16 MiB). kubelet sends a few hundred bytes.
+	MaxHeaderBytes = 64 << 10
 )
 
 // longLived are the RPCs that stay open until the client leaves.
@@ -93,6 +97,7 @@ func serverOptions(log *slog.Logger, calls, watches int) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMsgSize),
 		grpc.MaxSendMsgSize(MaxMsgSize),
+		grpc.MaxHeaderListSize(MaxHeaderBytes),
 		grpc.InTapHandle(a.tap),
 		grpc.MaxConcurrentStreams(uint32(calls)),
 		grpc.ChainUnaryInterceptor(ic.unary),

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -216,5 +217,20 @@ func TestSlotsComeBackOnEveryEnding(t *testing.T) {
 			_, err := runtimeapi.NewRuntimeServiceClient(dialConn()).Version(ctx, &runtimeapi.VersionRequest{})
 			return err
 		})
+	}
+}
+
+func TestOversizedMetadataIsRefused(t *testing.T) {
+	b := newBlocking()
+	c := serveCapped(t, 2, 1, b)()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-big", strings.Repeat("x", MaxHeaderBytes))
+	_, err := c.Version(ctx, &runtimeapi.VersionRequest{})
+	if err == nil {
+		t.Fatal("a call with 64 KiB of metadata was served")
+	}
+	t.Logf("refused: %v", err)
+	small := metadata.AppendToOutgoingContext(context.Background(), "x-small", strings.Repeat("x", 1024))
+	if _, err := c.Version(small, &runtimeapi.VersionRequest{}); err != nil {
+		t.Fatalf("a call with 1 KiB of metadata: %v", err)
 	}
 }
