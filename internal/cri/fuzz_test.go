@@ -183,7 +183,6 @@ func fuzzRPCs(f *testing.F, only []string) {
 		f.Add(uint8(i), b)
 		f.Add(uint8(i), []byte{})
 	}
-	addSeedFiles(f, methods)
 	h := newFuzzHarness(f)
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		m := methods[int(which)%len(methods)]
@@ -193,21 +192,6 @@ func fuzzRPCs(f *testing.F, only []string) {
 		}
 		h.call(t, m, req)
 	})
-}
-
-// addSeedFiles adds testdata/seeds/<RPC>/* (request messages in protobuf
-// binary): requests from the field, and regressions.
-func addSeedFiles(f *testing.F, methods []fuzzMethod) {
-	for i, m := range methods {
-		files, _ := filepath.Glob(filepath.Join("testdata", "seeds", m.name, "*"))
-		for _, file := range files {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(uint8(i), b)
-		}
-	}
 }
 
 // fuzzHarness is the daemon's CRI server over real managers on temporary
