@@ -24,10 +24,16 @@ type gate struct {
 	ctx      context.Context // cancelled when the gate closes
 	cancel   context.CancelFunc
 	inflight sync.WaitGroup
+	entered  int // creates in flight, under sandboxGates.mu
 }
 
 // enter admits a create into the sandbox: the context ends when the
 // sandbox stops; leave must be called when the create has settled.
+//
+// An open gate with no create in it holds nothing, so the last create to
+// leave drops it: otherwise every CreateContainer naming a pod that does
+// not exist would leave a gate behind for good. A closed gate stays until
+// forget.
 func (g *sandboxGates) enter(sandboxID string) (ctx context.Context, leave func(), err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -44,7 +50,17 @@ func (g *sandboxGates) enter(sandboxID string) (ctx context.Context, leave func(
 		return nil, nil, errdefs.FailedPrecondition("sandbox %s is stopping or stopped", sandboxID)
 	}
 	gt.inflight.Add(1)
-	return gt.ctx, gt.inflight.Done, nil
+	gt.entered++
+	return gt.ctx, func() {
+		g.mu.Lock()
+		gt.entered--
+		if gt.entered == 0 && !gt.closed && g.gates[sandboxID] == gt {
+			delete(g.gates, sandboxID)
+			gt.cancel()
+		}
+		g.mu.Unlock()
+		gt.inflight.Done()
+	}, nil
 }
 
 // close refuses further creates in the sandbox, cancels those in flight

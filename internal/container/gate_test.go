@@ -70,3 +70,38 @@ func TestStopSandboxCancelsCreatesInFlight(t *testing.T) {
 		t.Errorf("%d sandbox gates kept after removal", n)
 	}
 }
+
+// Creates naming pods that do not exist leave no gate behind; a closed
+// gate stays closed however its creates end.
+func TestGatesDoNotOutliveTheirCreates(t *testing.T) {
+	var g sandboxGates
+	for i := range 1000 {
+		_, leave, err := g.enter(string(rune('a' + i%26)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leave()
+	}
+	if n := len(g.gates); n != 0 {
+		t.Fatalf("%d gates left by creates that have all left", n)
+	}
+	ctx, leave, err := g.enter("pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		g.close("pod")
+		close(closed)
+	}()
+	<-ctx.Done()
+	leave()
+	<-closed
+	if _, _, err := g.enter("pod"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("a create after the stop: %v", err)
+	}
+	g.forget("pod")
+	if n := len(g.gates); n != 0 {
+		t.Fatalf("%d gates after forget", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/container"
@@ -55,7 +56,7 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	if req.Timeout < 0 {
 		return nil, errdefs.InvalidArgument("StopContainer: negative timeout %d", req.Timeout)
 	}
-	err := s.containers.Stop(ctx, req.ContainerId, time.Duration(req.Timeout)*time.Second)
+	err := s.containers.Stop(ctx, req.ContainerId, seconds(req.Timeout))
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
 	}
@@ -151,7 +152,7 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if req.Timeout < 0 {
 		return nil, errdefs.InvalidArgument("ExecSync: negative timeout %d", req.Timeout)
 	}
-	res, err := s.containers.ExecSync(ctx, req.ContainerId, req.Cmd, time.Duration(req.Timeout)*time.Second)
+	res, err := s.containers.ExecSync(ctx, req.ContainerId, req.Cmd, seconds(req.Timeout))
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +168,16 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 		return nil, err
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// seconds converts a CRI timeout. Kubernetes does not bound a pod's grace
+// period, and one past 292 years would overflow into a negative duration,
+// which means kill at once: it is clamped to the longest duration instead.
+func seconds(n int64) time.Duration {
+	if n > int64(math.MaxInt64/time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(n) * time.Second
 }
 
 // imageRef is the digested reference of the container's image when one is

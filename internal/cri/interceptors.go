@@ -15,40 +15,79 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// UnaryInterceptor turns a panic into codes.Internal (the daemon survives bad
-// input), maps domain errors to gRPC codes, and logs each call: failures at
-// warn, the rest at debug so kubelet's 1 s polling does not flood the log.
-func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		start := time.Now()
-		method := path.Base(info.FullMethod)
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in CRI handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
-			}
-			err = mapError(method, err)
-			logCall(ctx, log, method, start, err)
-		}()
-		return handler(ctx, req)
-	}
+// interceptors check every request against the limits (limits.go) before
+// its handler runs, turn a panic into codes.Internal (the daemon survives
+// bad input), map domain errors to gRPC codes, and log each call: failures
+// at warn, rate-limited (ratelog.go), the rest at debug so kubelet's 1 s
+// polling does not flood the log.
+type interceptors struct {
+	log *slog.Logger
+	rl  *rateLog
 }
 
-// StreamInterceptor is UnaryInterceptor for server-streaming RPCs.
+// UnaryInterceptor is the unary interceptor of ServerOptions, with a rate
+// limit of its own.
+func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return (&interceptors{log: log, rl: newRateLog(logWindow, logKeys)}).unary
+}
+
+// StreamInterceptor is the stream interceptor of ServerOptions, with a
+// rate limit of its own.
 func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		start := time.Now()
-		method := path.Base(info.FullMethod)
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in CRI stream handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-				err = status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
-			}
-			err = mapError(method, err)
-			logCall(ss.Context(), log, method, start, err)
-		}()
-		return handler(srv, ss)
+	return (&interceptors{log: log, rl: newRateLog(logWindow, logKeys)}).stream
+}
+
+func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	method := path.Base(info.FullMethod)
+	defer func() {
+		if r := recover(); r != nil {
+			ic.panicked(method, r)
+			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
+		}
+		err = mapError(method, err)
+		ic.logCall(ctx, method, start, err)
+	}()
+	if err := checkRequest(method, req); err != nil {
+		return nil, err
 	}
+	return handler(ctx, req)
+}
+
+func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	method := path.Base(info.FullMethod)
+	defer func() {
+		if r := recover(); r != nil {
+			ic.panicked(method, r)
+			err = status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
+		}
+		err = mapError(method, err)
+		ic.logCall(ss.Context(), method, start, err)
+	}()
+	return handler(srv, checkedStream{ServerStream: ss, method: method})
+}
+
+// checkedStream checks the request of a server-streaming RPC when its
+// handler receives it, before the handler acts on it.
+type checkedStream struct {
+	grpc.ServerStream
+	method string
+}
+
+func (s checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return checkRequest(s.method, m)
+}
+
+func (ic *interceptors) panicked(method string, r any) {
+	stack := string(debug.Stack())
+	msg := fmt.Sprint(r)
+	ic.rl.log("panic\x00"+method+"\x00"+msg, "panic\x00"+method, func(repeats int) {
+		ic.log.Error("panic in CRI handler", "method", method, "panic", msg, "repeated", repeats, "stack", stack)
+	})
 }
 
 func mapError(method string, err error) error {
@@ -64,17 +103,27 @@ func mapError(method string, err error) error {
 
 // logCall logs at warn only what an operator should look at: not absent
 // objects, not unimplemented RPCs, and not calls the client itself cancelled
-// or let time out (kubelet does that routinely).
-func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
+// or let time out (kubelet does that routinely). A failure repeated within
+// logWindow is logged once more at the window's end, with its count.
+func (ic *interceptors) logCall(ctx context.Context, method string, start time.Time, err error) {
 	took := time.Since(start)
 	if err == nil {
-		log.Debug("CRI call", "method", method, "took", took)
+		ic.log.Debug("CRI call", "method", method, "took", took)
 		return
 	}
 	code := status.Code(err)
-	level := slog.LevelWarn
+	msg := status.Convert(err).Message()
 	if code == codes.Unimplemented || code == codes.NotFound || ctx.Err() != nil {
-		level = slog.LevelDebug
+		ic.log.Debug("CRI call failed", "method", method, "code", code.String(), "took", took, "err", msg)
+		return
 	}
-	log.Log(ctx, level, "CRI call failed", "method", method, "code", code.String(), "took", took, "err", fmt.Sprint(status.Convert(err).Message()))
+	key := method + "\x00" + code.String()
+	ic.rl.log(key+"\x00"+msg, key, func(repeats int) {
+		if repeats == 0 {
+			ic.log.Warn("CRI call failed", "method", method, "code", code.String(), "took", took, "err", msg)
+			return
+		}
+		ic.log.Warn("CRI call failed repeatedly", "method", method, "code", code.String(), "err", msg,
+			"repeated", repeats, "within", ic.rl.window)
+	})
 }

@@ -10,9 +10,8 @@ import (
 )
 
 // maxStreamMessage is the size a Stream* response must not exceed: the
-// receive limit of kubelet's client (cri-client, 16 MiB), the same as the
-// daemon's send limit.
-const maxStreamMessage = 16 << 20
+// receive limit of kubelet's client, the same as the daemon's send limit.
+const maxStreamMessage = MaxMsgSize
 
 // The Stream* RPCs answer exactly what their List* twins answer (same
 // filter, same items, same errors, Unimplemented included), cut into

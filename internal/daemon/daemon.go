@@ -28,9 +28,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// maxMsgSize matches kubelet's client limit (cri-client's 16 MiB).
-const maxMsgSize = 16 << 20
-
 // gracefulStopTimeout bounds how long in-flight calls may finish at shutdown.
 const gracefulStopTimeout = 10 * time.Second
 
@@ -149,12 +146,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		log.Warn("pruning unreferenced layers failed", "err", err)
 	}
 
-	srv := grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxMsgSize),
-		grpc.MaxSendMsgSize(maxMsgSize),
-		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
-		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
-	)
+	srv := grpc.NewServer(cri.ServerOptions(log)...)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
 		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).

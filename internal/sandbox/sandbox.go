@@ -70,6 +70,11 @@ type Config struct {
 	// Events, if set, hears of every lifecycle change once it is
 	// recorded: see events.go.
 	Events EventFunc
+	// BeforeStep, if set, runs before each step of Run, the record's
+	// first, and an error fails the step: other packages' tests use it to
+	// drive Run with no side effect (the CRI fuzz targets). The daemon
+	// leaves it nil.
+	BeforeStep func(step string) error
 }
 
 // State is a pod's lifecycle state.
@@ -173,6 +178,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		podsDir: filepath.Join(cfg.State, "pods"),
 		byID:    map[string]*pod{},
 		names:   map[string]*pod{},
+		// Tests in this package set beforeStep themselves.
+		beforeStep: cfg.BeforeStep,
 	}
 	for _, d := range []string{m.recDir, m.podsDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

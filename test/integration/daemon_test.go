@@ -102,6 +102,17 @@ func TestBadRequestsAnswerTheirCodeNotUnimplemented(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("UpdateRuntimeConfig with a bad CIDR: %v", err)
 	}
+	// Pods found in the wild: refused before anything is made.
+	for _, name := range []string{"x/../../y", strings.Repeat("x", 70000)} {
+		cfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "u1"}}
+		_, err := d.Runtime.RunPodSandbox(ctx, cfg, "")
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "config.metadata.name") {
+			t.Fatalf("RunPodSandbox of a pod named %.20q…: %v", name, err)
+		}
+	}
+	if pods, err := d.Runtime.ListPodSandbox(ctx, nil); err != nil || len(pods) != 0 {
+		t.Fatalf("pods after refused runs: %v, %v", pods, err)
+	}
 }
 
 func TestSystemdCgroupDriverFromConfig(t *testing.T) {
