@@ -123,9 +123,23 @@ func (r *Runtime) ExecSync(ctx context.Context, id string, o ExecOpts) (ExecResu
 	runcDone := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(runcDone) }()
 	crashpoint.Hit(crashpoint.ExecRunning)
+	// The timeout is the command's, as kubelet's probes mean it: it starts
+	// once the runtime has started the process (it writes the pid file
+	// then), so a runtime slow to start on a loaded node does not fail a
+	// probe whose command is quick. The start itself is bounded by ctx.
 	var timeout <-chan time.Time
 	if o.Timeout > 0 {
-		t := time.NewTimer(o.Timeout)
+		wait := o.Timeout
+		bound := time.NewTimer(execStartTimeout)
+		select {
+		case <-waitForFile(pidPath, runcDone):
+		case <-runcDone:
+		case <-ctx.Done():
+		case <-bound.C:
+			wait = 0 // a runtime that cannot start it: time is up
+		}
+		bound.Stop()
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		timeout = t.C
 	}
@@ -249,4 +263,30 @@ func runtimeLogError(path string) string {
 		}
 	}
 	return last
+}
+
+// execStartTimeout bounds how long the runtime may take to start an exec'd
+// process before the command's own timeout counts.
+const execStartTimeout = time.Minute
+
+// waitForFile returns a channel closed once path exists, polled with a
+// backoff from 1 to 10 ms; it gives up silently when done closes.
+func waitForFile(path string, done <-chan struct{}) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		delay := time.Millisecond
+		for {
+			if _, err := os.Stat(path); err == nil {
+				close(ch)
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 10*time.Millisecond)
+		}
+	}()
+	return ch
 }
