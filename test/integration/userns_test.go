@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -292,12 +293,11 @@ func TestUsernsCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.start()
-	if m := hostMountsUnder(t, d.dir); len(m) != 0 {
-		t.Errorf("mounts left after recovery: %v", m)
-	}
-	if _, err := os.Stat(filepath.Join(d.state, "pods", podID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("pod dir left after recovery: %v", err)
-	}
+	// Recovery runs in the background once the daemon serves.
+	eventually(t, 30*time.Second, "recovery to undo the pod", func() bool {
+		_, err := os.Stat(filepath.Join(d.state, "pods", podID))
+		return len(hostMountsUnder(t, d.dir)) == 0 && errors.Is(err, os.ErrNotExist)
+	})
 	if _, err := d.Runtime.PodSandboxStatus(ctx, podID, false); status.Code(err) != codes.NotFound {
 		t.Errorf("undone pod still known: %v", err)
 	}
