@@ -218,8 +218,8 @@ func (d *daemon) checkListsAnswer(t *testing.T) {
 
 // assertNoTrace checks, with the daemon still running and every object
 // removed, that nothing of the lifecycle is left: records, state dirs,
-// runtime state, mounts, IP leases, CNI cache entries, cgroups and
-// processes naming its IDs.
+// runtime state, mounts (namespace pins included), IP leases, CNI cache
+// entries, veths on the test bridge, cgroups and processes naming its IDs.
 func (d *daemon) assertNoTrace(t *testing.T, ids []string) {
 	t.Helper()
 	ctx := context.Background()
@@ -272,6 +272,10 @@ func (d *daemon) census(t *testing.T, ids []string) []string {
 		if b := filepath.Base(f); b != "lock" && !strings.HasPrefix(b, "last_reserved_ip") {
 			leaks = append(leaks, "IP lease "+f)
 		}
+	}
+	// The pods' host-side veths: the kernel drops them with their netns.
+	for _, port := range mustGlob(filepath.Join("/sys/class/net", testBridge, "brif", "*")) {
+		leaks = append(leaks, "veth "+filepath.Base(port)+" on "+testBridge)
 	}
 	for _, id := range ids {
 		for _, cg := range cgroupsNaming(id) {
