@@ -355,8 +355,16 @@ func TestFaultRootReadOnly(t *testing.T) {
 // pressure by stopping and removing them, so Stop and Remove must not need
 // to write first. A restart afterwards brings nothing back.
 func TestFaultRootDiskFullTeardown(t *testing.T) {
-	d, _, imageRef, podID, ctrID, pod := diskFaultDaemon(t, "24m")
+	d, reg, imageRef, podID, ctrID, pod := diskFaultDaemon(t, "24m")
 	ctx := context.Background()
+	// An image kubelet's image GC removes to free space.
+	reg.MustPush(t, "it/spare:1", testkit.MustImage(t, testkit.ImageConfig{},
+		testkit.MustRandomLayer(t, 2<<20, 2, testkit.Gzip)))
+	spare := reg.Ref("it/spare:1")
+	if _, err := d.Images.PullImage(ctx, spec(spare), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	layersWithSpare := len(d.layerDirs())
 	other := runContainer(t, d, podID, pod, containerConfig("other", imageRef, "sleep", "3600"))
 	pod2 := podConfig("second", runtimeapi.NamespaceMode_CONTAINER)
 	pod2.LogDirectory = pod.LogDirectory
@@ -367,6 +375,15 @@ func TestFaultRootDiskFullTeardown(t *testing.T) {
 	runContainer(t, d, pod2ID, pod2, containerConfig("in-second", imageRef, "sleep", "3600"))
 	free := fill(t, filepath.Join(d.root, "filler"))
 
+	if err := d.Images.RemoveImage(ctx, spec(spare)); err != nil {
+		t.Errorf("RemoveImage on a full disk: %v", err)
+	}
+	if st, _ := d.Images.ImageStatus(ctx, spec(spare), false); st.GetImage() != nil {
+		t.Error("the removed image is still served")
+	}
+	if got := len(d.layerDirs()); got != layersWithSpare-1 {
+		t.Errorf("layers %v after RemoveImage, want %d", d.layerDirs(), layersWithSpare-1)
+	}
 	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
 		t.Errorf("StopContainer on a full disk: %v", err)
 	}
@@ -408,6 +425,9 @@ func TestFaultRootDiskFullTeardown(t *testing.T) {
 	}
 	if ctrs, _ := d.Runtime.ListContainers(ctx, nil); len(ctrs) != 0 {
 		t.Errorf("containers after a restart: %v", ctrs)
+	}
+	if st, _ := d.Images.ImageStatus(ctx, spec(spare), false); st.GetImage() != nil {
+		t.Error("the removed image is back after a restart")
 	}
 	free()
 	if entries, _ := os.ReadDir(filepath.Join(d.root, "containers")); len(entries) != 0 {
