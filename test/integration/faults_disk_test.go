@@ -101,6 +101,17 @@ func halfWritten(t *testing.T, root string) []string {
 	return out
 }
 
+// assertNoPanic stops d to read its log (the buffer is the daemon's while
+// it runs), fails on a recovered panic in it, and starts d again.
+func assertNoPanic(t *testing.T, d *daemon) {
+	t.Helper()
+	d.stop()
+	if log := d.log.String(); strings.Contains(log, "panic") {
+		t.Errorf("the daemon logged a panic:\n%s", log)
+	}
+	d.start()
+}
+
 // wantFaultCode fails unless err is a gRPC status with code.
 func wantFaultCode(t *testing.T, what string, err error, code codes.Code) {
 	t.Helper()
@@ -227,8 +238,7 @@ func TestFaultRootDiskFull(t *testing.T) {
 	}
 
 	// A restart on the full disk: the daemon starts and serves what it has.
-	d.stop()
-	d.start()
+	assertNoPanic(t, d)
 	checkReads(t, d, podID, ctrID, imageRef)
 	if pods, _ := d.Runtime.ListPodSandbox(ctx, nil); len(pods) != len(pods0) {
 		t.Errorf("pods %d after a restart on the full disk, want %d", len(pods), len(pods0))
@@ -329,6 +339,7 @@ func TestFaultRootReadOnly(t *testing.T) {
 	}
 
 	writable()
+	assertNoPanic(t, d)
 	if _, err := d.Images.PullImage(ctx, spec(reg.Ref("it/other:1")), nil, nil); err != nil {
 		t.Errorf("PullImage once writable: %v", err)
 	}
