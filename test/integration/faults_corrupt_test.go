@@ -167,8 +167,9 @@ func TestFaultCorruptPodRecord(t *testing.T) {
 			}
 			// The lost pod's namespaces and network are torn down as an
 			// orphan's; a pod of that name runs again.
-			eventually(t, 30*time.Second, "the lost pod's pins to go", func() bool {
-				return len(mountsUnder(t, filepath.Join(d.state, "pods", victimID))) == 0
+			eventually(t, 30*time.Second, "the lost pod's pins and network attachment to go", func() bool {
+				cached, _ := filepath.Glob(filepath.Join(d.root, "cni-cache", "results", "*"+victimID+"*"))
+				return len(mountsUnder(t, filepath.Join(d.state, "pods", victimID))) == 0 && len(cached) == 0
 			})
 			if _, err := d.Runtime.RunPodSandbox(ctx, victim, ""); err != nil {
 				t.Errorf("RunPodSandbox of the lost pod's name: %v", err)
