@@ -172,7 +172,7 @@ func TestFaultRuntimeHangs(t *testing.T) {
 		testkit.Must(testkit.BusyboxLayer(testkit.Gzip))))
 	imageRef := reg.Ref("it/busybox:1")
 	d := newDaemonFiles(t, daemonOpts{extraConfig: fmt.Sprintf(
-		"[runtime.handlers.slow]\npath = %q\ncall_timeout = %q\n[runtime.handlers.stuck]\npath = %q\ncall_timeout = \"10m\"\n",
+		"[runtime.handlers.slow]\npath = %q\ncall_timeout = %q\n[runtime.handlers.stuck]\npath = %q\ncall_timeout = \"4m\"\n",
 		h.script, callTimeout, h.script)})
 	withTestNetwork(t, d)
 	d.start()
