@@ -171,19 +171,20 @@ func (s *Service) openAndLoad() error {
 		return err
 	}
 	// Checked before anything is written, so a damaged file is set aside
-	// as it was found.
+	// as it was found. Past the check the pages are sound: a panic from
+	// here on is a bug of ours, never a reason to set the data aside.
 	if err := checkDB(db, s.dbPath); err != nil {
 		_ = guarded(db.Close)
 		return fmt.Errorf("image database %s: %w", s.dbPath, err)
 	}
-	if err := guarded(func() error { return initSchema(db, s.dbPath) }); err != nil {
-		_ = guarded(db.Close)
+	if err := initSchema(db, s.dbPath); err != nil {
+		db.Close()
 		return err
 	}
 	s.db = db
-	if err := guarded(s.load); err != nil {
+	if err := s.load(); err != nil {
 		s.releaseAll()
-		_ = guarded(db.Close)
+		db.Close()
 		s.db = nil
 		return err
 	}
