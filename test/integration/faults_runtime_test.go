@@ -25,6 +25,7 @@ import (
 // path names this test, so a leaked one is found by its /proc/<pid>/exe.
 type hangingRuntime struct {
 	dir, script, sleep string
+	daemon             *daemon // whose zombies count; set once it runs
 }
 
 func newHangingRuntime(t *testing.T) *hangingRuntime {
@@ -104,9 +105,13 @@ func (h *hangingRuntime) waitHung(t *testing.T, command string) {
 // isZombieSleep: a zombie has no exe link, but its comm is still the
 // sleep copy's name. The daemon is a child subreaper: a hung script's
 // child killed with it is re-parented to the daemon, which must reap it.
-func isZombieSleep(pid int) bool {
+// Only d's zombies count (another test run may have its own).
+func isZombieSleep(d *daemon, pid int) bool {
+	if d == nil || d.cmd == nil || d.cmd.Process == nil {
+		return false
+	}
 	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	return err == nil && strings.Contains(string(stat), "(hung-sleep) Z ")
+	return err == nil && strings.Contains(string(stat), fmt.Sprintf("(hung-sleep) Z %d ", d.cmd.Process.Pid))
 }
 
 // processes lists live processes of the hanging runtime: its sleeps and
@@ -119,7 +124,7 @@ func (h *hangingRuntime) processes() []int {
 		if err != nil {
 			continue
 		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep || isZombieSleep(pid) {
+		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep || isZombieSleep(h.daemon, pid) {
 			out = append(out, pid)
 			continue
 		}
@@ -176,6 +181,7 @@ func TestFaultRuntimeHangs(t *testing.T) {
 		h.script, callTimeout, h.script)})
 	withTestNetwork(t, d)
 	d.start()
+	h.daemon = d
 	ctx := context.Background()
 	if _, err := d.Images.PullImage(ctx, spec(imageRef), nil, nil); err != nil {
 		t.Fatal(err)
