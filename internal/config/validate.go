@@ -14,6 +14,11 @@ import (
 // EINVAL that names neither the path nor the limit.
 const maxSocketPath = 107
 
+// maxCallTimeout caps the call timeouts of runtime commands and CNI plugin
+// calls: a CreateContainer gives its runtime create 4m and a RunPodSandbox
+// all its steps 5m, so a longer bound would never be reached.
+const maxCallTimeout = 4 * time.Minute
+
 // validate checks every value and names the key and the file that set it.
 func (l *Loaded) validate() error {
 	c := &l.Config
@@ -37,8 +42,8 @@ func (l *Loaded) validate() error {
 	for _, d := range c.CNI.PluginDirs {
 		abs("cni.plugin_dirs", d)
 	}
-	if c.CNI.CallTimeout <= 0 {
-		bad("cni.call_timeout", "must be positive, got %s", c.CNI.CallTimeout.Std())
+	if c.CNI.CallTimeout <= 0 || c.CNI.CallTimeout.Std() > maxCallTimeout {
+		bad("cni.call_timeout", "must be positive and at most 4m (a RunPodSandbox's budget), got %s", c.CNI.CallTimeout.Std())
 	}
 	if len(c.CNI.PluginDirs) == 0 {
 		bad("cni.plugin_dirs", "must name at least one directory")
@@ -99,8 +104,8 @@ func (l *Loaded) validate() error {
 		if h.Root != "" {
 			abs(key+".root", h.Root)
 		}
-		if h.CallTimeout < 0 {
-			bad(key+".call_timeout", "must not be negative")
+		if h.CallTimeout < 0 || h.CallTimeout.Std() > maxCallTimeout {
+			bad(key+".call_timeout", "must be between 0 (the default, 4m) and 4m (a CreateContainer's budget), got %s", h.CallTimeout.Std())
 		}
 		c.Runtime.Handlers[name] = h
 	}

@@ -242,7 +242,15 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	if err := m.update(c, func(r *record) { r.State = Removing }); err != nil {
-		return err
+		if !errdefs.NoSpace(err) {
+			return err
+		}
+		// A full disk: removing is what frees it (kubelet evicts under
+		// disk pressure), so it must not wait for space to note its intent.
+		// Memory says Removing; undo removes the record before the rest of
+		// the directory, so a crash leaves either an exited container to
+		// remove again or an orphan directory that start-up removes.
+		m.log.Warn("disk full: removing the container without noting it first", "id", id, "err", err)
 	}
 	crashpoint.Hit(crashpoint.RemoveRecorded)
 	return m.finishRemove(ctx, c)

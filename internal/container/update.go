@@ -190,6 +190,7 @@ func (m *Manager) rewriteBundleResources(id string, res *specs.LinuxResources) e
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		os.Remove(tmp) // created, then the write failed (a full disk)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -93,6 +93,12 @@ var codeOf = []struct {
 	{context.Canceled, codes.Canceled},
 }
 
+// NoSpace reports whether err is a full disk or an exhausted quota
+// somewhere in its chain.
+func NoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
 // Code returns the gRPC code for err's kind, codes.Unknown when it has none.
 func Code(err error) codes.Code {
 	if err == nil {

@@ -58,3 +58,16 @@ func TestWithKindKeepsMessageAndCause(t *testing.T) {
 		t.Error("WithKind(nil) must stay nil")
 	}
 }
+
+func TestNoSpace(t *testing.T) {
+	for err, want := range map[error]bool{
+		fmt.Errorf("save: %w", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}): true,
+		WithKind(ErrUnavailable, fmt.Errorf("x: %w", syscall.EDQUOT)):                       true,
+		fmt.Errorf("x: %w", syscall.EROFS):                                                  false,
+		errors.New("no space left on device"):                                               false,
+	} {
+		if got := NoSpace(err); got != want {
+			t.Errorf("NoSpace(%v) = %v, want %v", err, got, want)
+		}
+	}
+}

@@ -40,10 +40,20 @@ func corruptOpenError(err error) bool {
 }
 
 // checkDB walks every page of db (bbolt's own consistency check), so damage
-// is found at start-up rather than by a later read or write.
-func checkDB(db *bolt.DB) error {
+// is found at start-up rather than by a later read or write. The file must
+// first hold every page the meta page counts: bbolt's check runs in a
+// goroutine of its own, where reading past the end of a truncated file
+// through the mmap would be a fatal fault rather than a recoverable panic.
+func checkDB(db *bolt.DB, path string) error {
 	return guarded(func() error {
 		return db.View(func(tx *bolt.Tx) error {
+			fi, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			if tx.Size() > fi.Size() {
+				return fmt.Errorf("%w: truncated: its pages need %d bytes, the file has %d", errCorrupt, tx.Size(), fi.Size())
+			}
 			var errs []error
 			for err := range tx.Check() {
 				errs = append(errs, err)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/cradle-runtime/cradle/internal/testkit"
 )
 
@@ -23,6 +25,18 @@ func TestCorruptDatabaseIsSetAside(t *testing.T) {
 		"empty":               func(t *testing.T, path string) { truncate(t, path, 0) },
 		// The meta pages survive; the pages they point to are gone.
 		"truncated-after-meta": func(t *testing.T, path string) { truncate(t, path, 2*int64(os.Getpagesize())) },
+		// The last page bbolt counts is gone (the file may have slack
+		// beyond it, which is no damage).
+		"truncated-below-high-water-mark": func(t *testing.T, path string) {
+			db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var hwm int64
+			_ = db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil })
+			db.Close()
+			truncate(t, path, hwm-int64(os.Getpagesize()))
+		},
 		"truncated-to-3-pages": func(t *testing.T, path string) { truncate(t, path, 3*int64(os.Getpagesize())) },
 		"meta-pages-zeroed": func(t *testing.T, path string) {
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)

@@ -161,23 +161,30 @@ func (s *Service) openAndLoad() error {
 	}
 	var db *bolt.DB
 	err := guarded(func() (err error) {
-		db, err = openDB(s.dbPath)
+		db, err = openBolt(s.dbPath)
 		return err
 	})
 	if err != nil {
-		if corruptOpenError(err) {
+		if corruptOpenError(err) && !errors.Is(err, errCorrupt) {
 			return fmt.Errorf("%w: %w", errCorrupt, err)
 		}
 		return err
 	}
-	if err := checkDB(db); err != nil {
+	// Checked before anything is written, so a damaged file is set aside
+	// as it was found. Past the check the pages are sound: a panic from
+	// here on is a bug of ours, never a reason to set the data aside.
+	if err := checkDB(db, s.dbPath); err != nil {
 		_ = guarded(db.Close)
 		return fmt.Errorf("image database %s: %w", s.dbPath, err)
 	}
+	if err := initSchema(db, s.dbPath); err != nil {
+		db.Close()
+		return err
+	}
 	s.db = db
-	if err := guarded(s.load); err != nil {
+	if err := s.load(); err != nil {
 		s.releaseAll()
-		_ = guarded(db.Close)
+		db.Close()
 		s.db = nil
 		return err
 	}

@@ -80,11 +80,30 @@ func (x *index) del(id digest.Digest) {
 }
 
 func openDB(path string) (*bolt.DB, error) {
+	db, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := initSchema(db, path); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openBolt opens the file without writing to it.
+func openBolt(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5e9})
 	if err != nil {
 		return nil, fmt.Errorf("open image database %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	return db, nil
+}
+
+// initSchema creates the buckets of a new database and checks the schema
+// version of an existing one.
+func initSchema(db *bolt.DB, path string) error {
+	return db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -101,11 +120,6 @@ func openDB(path string) (*bolt.DB, error) {
 		_, err = tx.CreateBucketIfNotExists(bucketImages)
 		return err
 	})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
 }
 
 // loadRecords reads every record; undecodable ones are returned as bad keys.

@@ -44,8 +44,9 @@ type CreateOpts struct {
 	PlaceMonitor func(pid int) error
 }
 
-// DefaultCreateTimeout bounds Create when ctx has no deadline: a runtime
-// that hangs must not hang the caller forever.
+// DefaultCreateTimeout is what bounds Create on a handler without its own
+// Config.CallTimeout (a runtime that hangs must not hang the caller
+// forever); callers that give a create a budget of its own use it.
 const DefaultCreateTimeout = DefaultCallTimeout
 
 // Create starts conmon, which runs `runtime create`, and returns the pid of

@@ -9,10 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/cradle-runtime/cradle/internal/proctree"
 )
 
 // FeaturesTimeout bounds `<runtime> features` at start-up: a wedged runtime
@@ -31,6 +34,9 @@ func DetectFeatures(ctx context.Context, runtimePath string) (*features.Features
 	ctx, cancel := context.WithTimeout(ctx, FeaturesTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, runtimePath, "features")
+	// A hung wrapper script is killed with its children (proctree.Kill).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return proctree.Kill(cmd.Process) }
 	cmd.WaitDelay = commandWaitDelay
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxFeaturesOutput, 4096

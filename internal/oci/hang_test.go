@@ -74,3 +74,21 @@ func TestCallTimeoutBoundsRuntimeCommands(t *testing.T) {
 		return len(processesMentioning(marker)) == 0
 	})
 }
+
+// A runtime whose `features` hangs is killed with its children when the
+// probe's deadline passes.
+func TestHungFeaturesProbeIsKilledWithItsChildren(t *testing.T) {
+	marker := fmt.Sprintf("3599.%d3", os.Getpid())
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := DetectFeatures(ctx, hangingScript(t, marker)); err == nil {
+		t.Fatal("a hung features probe succeeded")
+	}
+	if took := time.Since(start); took > commandWaitDelay {
+		t.Errorf("the probe returned after %v: the hung child held its output", took)
+	}
+	eventually(t, 5*time.Second, "the hung probe's child to be killed and reaped", func() bool {
+		return len(processesMentioning(marker)) == 0 && len(zombieChildren()) == 0
+	})
+}

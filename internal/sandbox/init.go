@@ -81,5 +81,5 @@ func (m *Manager) stopInit(ctx context.Context, p *pod) error {
 		return fmt.Errorf("stop pod init: %w", err)
 	}
 	p.rec.InitStarted, p.rec.InitPID = false, 0
-	return m.save(p)
+	return m.saveTeardown(p)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
@@ -46,13 +47,28 @@ func (m *Manager) stop(ctx context.Context, p *pod) error {
 func (m *Manager) release(ctx context.Context, p *pod) error {
 	if p.rec.State != NotReady {
 		p.rec.State = NotReady
-		if err := m.save(p); err != nil {
+		if err := m.saveTeardown(p); err != nil {
 			return err
 		}
 		crashpoint.Hit(crashpoint.StopPodNotReady)
 		m.emit(events.Stopped, p)
 	}
 	return m.teardown(ctx, p)
+}
+
+// saveTeardown saves a record on the way down (stop, removal). A full disk
+// does not stop the teardown: kubelet evicts pods under disk pressure by
+// stopping and removing them, which frees space, so they must not wait for
+// it. Memory keeps the change and the next save carries it; a crash before
+// that leaves an older record whose READY pod has lost its namespaces, which
+// start-up stops again (CNI DEL and the init's stop are idempotent).
+func (m *Manager) saveTeardown(p *pod) error {
+	err := m.save(p)
+	if err != nil && errdefs.NoSpace(err) {
+		slog.Warn("disk full: tearing the pod down without recording the step", "pod", p.id, "err", err)
+		return nil
+	}
+	return err
 }
 
 // Remove stops the pod and removes every trace of it. An unknown ID is not
@@ -105,7 +121,7 @@ func (m *Manager) teardown(ctx context.Context, p *pod) error {
 		} else {
 			crashpoint.Hit(crashpoint.StopPodNetwork)
 			p.rec.NetAttach = false
-			if err := m.save(p); err != nil {
+			if err := m.saveTeardown(p); err != nil {
 				errs = append(errs, err)
 			}
 		}

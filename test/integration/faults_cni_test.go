@@ -23,6 +23,7 @@ import (
 // this test, so a leaked one is found by its /proc/<pid>/exe).
 type faultyPlugin struct {
 	dir, sleep string
+	daemon     *daemon // whose zombies count; set once it runs
 }
 
 func newFaultyPlugin(t *testing.T) *faultyPlugin {
@@ -92,7 +93,7 @@ func (p *faultyPlugin) processes() []int {
 		if err != nil {
 			continue
 		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == p.sleep || isZombieSleep(pid) {
+		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == p.sleep || isZombieSleep(p.daemon, pid) {
 			out = append(out, pid)
 		}
 	}
@@ -124,6 +125,7 @@ func cniFaultDaemon(t *testing.T) (*daemon, *faultyPlugin) {
 		t.Fatal(err)
 	}
 	d.start()
+	p.daemon = d
 	return d, p
 }
 

@@ -101,6 +101,17 @@ func halfWritten(t *testing.T, root string) []string {
 	return out
 }
 
+// assertNoPanic stops d to read its log (the buffer is the daemon's while
+// it runs), fails on a recovered panic in it, and starts d again.
+func assertNoPanic(t *testing.T, d *daemon) {
+	t.Helper()
+	d.stop()
+	if log := d.log.String(); strings.Contains(log, "panic") {
+		t.Errorf("the daemon logged a panic:\n%s", log)
+	}
+	d.start()
+}
+
 // wantFaultCode fails unless err is a gRPC status with code.
 func wantFaultCode(t *testing.T, what string, err error, code codes.Code) {
 	t.Helper()
@@ -227,8 +238,7 @@ func TestFaultRootDiskFull(t *testing.T) {
 	}
 
 	// A restart on the full disk: the daemon starts and serves what it has.
-	d.stop()
-	d.start()
+	assertNoPanic(t, d)
 	checkReads(t, d, podID, ctrID, imageRef)
 	if pods, _ := d.Runtime.ListPodSandbox(ctx, nil); len(pods) != len(pods0) {
 		t.Errorf("pods %d after a restart on the full disk, want %d", len(pods), len(pods0))
@@ -329,6 +339,7 @@ func TestFaultRootReadOnly(t *testing.T) {
 	}
 
 	writable()
+	assertNoPanic(t, d)
 	if _, err := d.Images.PullImage(ctx, spec(reg.Ref("it/other:1")), nil, nil); err != nil {
 		t.Errorf("PullImage once writable: %v", err)
 	}
@@ -349,4 +360,101 @@ func TestFaultRootReadOnly(t *testing.T) {
 	if left := halfWritten(t, d.root); len(left) > 0 {
 		t.Errorf("half-written files: %v", left)
 	}
+}
+
+// On a full root, what frees space works: kubelet evicts pods under disk
+// pressure by stopping and removing them, so Stop and Remove must not need
+// to write first. A restart afterwards brings nothing back.
+func TestFaultRootDiskFullTeardown(t *testing.T) {
+	d, reg, imageRef, podID, ctrID, pod := diskFaultDaemon(t, "24m")
+	ctx := context.Background()
+	// An image kubelet's image GC removes to free space.
+	reg.MustPush(t, "it/spare:1", testkit.MustImage(t, testkit.ImageConfig{},
+		testkit.MustRandomLayer(t, 2<<20, 2, testkit.Gzip)))
+	spare := reg.Ref("it/spare:1")
+	if _, err := d.Images.PullImage(ctx, spec(spare), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	layersWithSpare := len(d.layerDirs())
+	other := runContainer(t, d, podID, pod, containerConfig("other", imageRef, "sleep", "3600"))
+	pod2 := podConfig("second", runtimeapi.NamespaceMode_CONTAINER)
+	pod2.LogDirectory = pod.LogDirectory
+	pod2ID, err := d.Runtime.RunPodSandbox(ctx, pod2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runContainer(t, d, pod2ID, pod2, containerConfig("in-second", imageRef, "sleep", "3600"))
+	free := fill(t, filepath.Join(d.root, "filler"))
+
+	if err := d.Images.RemoveImage(ctx, spec(spare)); err != nil {
+		t.Errorf("RemoveImage on a full disk: %v", err)
+	}
+	if st, _ := d.Images.ImageStatus(ctx, spec(spare), false); st.GetImage() != nil {
+		t.Error("the removed image is still served")
+	}
+	if got := len(d.layerDirs()); got != layersWithSpare-1 {
+		t.Errorf("layers %v after RemoveImage, want %d", d.layerDirs(), layersWithSpare-1)
+	}
+	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
+		t.Errorf("StopContainer on a full disk: %v", err)
+	}
+	if err := d.Runtime.RemoveContainer(ctx, ctrID); err != nil {
+		t.Errorf("RemoveContainer on a full disk: %v", err)
+	}
+	if _, err := d.Runtime.ContainerStatus(ctx, ctrID, false); status.Code(err) != codes.NotFound {
+		t.Errorf("ContainerStatus of the removed container = %v, want NotFound", err)
+	}
+	// A pod stop stops its containers too.
+	if err := d.Runtime.StopPodSandbox(ctx, podID); err != nil {
+		t.Errorf("StopPodSandbox on a full disk: %v", err)
+	}
+	if st := waitState(t, d, other, runtimeapi.ContainerState_CONTAINER_EXITED); st == nil {
+		t.Error("the pod's container still runs")
+	}
+	if err := d.Runtime.RemovePodSandbox(ctx, podID); err != nil {
+		t.Errorf("RemovePodSandbox on a full disk: %v", err)
+	}
+	// Remove without a Stop first.
+	if err := d.Runtime.RemovePodSandbox(ctx, pod2ID); err != nil {
+		t.Errorf("RemovePodSandbox of a running pod on a full disk: %v", err)
+	}
+	if pods, _ := d.Runtime.ListPodSandbox(ctx, nil); len(pods) != 0 {
+		t.Errorf("pods left: %v", pods)
+	}
+	if ctrs, _ := d.Runtime.ListContainers(ctx, nil); len(ctrs) != 0 {
+		t.Errorf("containers left: %v", ctrs)
+	}
+	if left := halfWritten(t, d.root); len(left) > 0 {
+		t.Errorf("half-written files: %v", left)
+	}
+
+	// Nothing comes back with a restart, on the full disk or after.
+	d.stop()
+	d.start()
+	if pods, _ := d.Runtime.ListPodSandbox(ctx, nil); len(pods) != 0 {
+		t.Errorf("pods after a restart: %v", pods)
+	}
+	if ctrs, _ := d.Runtime.ListContainers(ctx, nil); len(ctrs) != 0 {
+		t.Errorf("containers after a restart: %v", ctrs)
+	}
+	if st, _ := d.Images.ImageStatus(ctx, spec(spare), false); st.GetImage() != nil {
+		t.Error("the removed image is back after a restart")
+	}
+	free()
+	if entries, _ := os.ReadDir(filepath.Join(d.root, "containers")); len(entries) != 0 {
+		t.Errorf("container dirs left: %d", len(entries))
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.root, "pods")); len(entries) != 0 {
+		t.Errorf("pod records left: %d", len(entries))
+	}
+	runContainer(t, d, mustRun(t, d, pod), pod, containerConfig("again", imageRef, "sleep", "3600"))
+}
+
+func mustRun(t *testing.T, d *daemon, pod *runtimeapi.PodSandboxConfig) string {
+	t.Helper()
+	id, err := d.Runtime.RunPodSandbox(context.Background(), pod, "")
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	return id
 }

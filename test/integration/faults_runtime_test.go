@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 // path names this test, so a leaked one is found by its /proc/<pid>/exe.
 type hangingRuntime struct {
 	dir, script, sleep string
+	daemon             *daemon // whose zombies count; set once it runs
 }
 
 func newHangingRuntime(t *testing.T) *hangingRuntime {
@@ -68,6 +70,19 @@ exec runc "$@"
 	return h
 }
 
+// killSleeps ends the hung commands as a runtime failing would: their
+// sleeps die and the scripts exit 1.
+func (h *hangingRuntime) killSleeps(t *testing.T) {
+	t.Helper()
+	for _, pid := range h.processes() {
+		if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == h.sleep {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Logf("kill %d: %v", pid, err)
+			}
+		}
+	}
+}
+
 // hang makes command hang from now on; the returned function stops that.
 func (h *hangingRuntime) hang(t *testing.T, command string) (release func()) {
 	t.Helper()
@@ -90,9 +105,13 @@ func (h *hangingRuntime) waitHung(t *testing.T, command string) {
 // isZombieSleep: a zombie has no exe link, but its comm is still the
 // sleep copy's name. The daemon is a child subreaper: a hung script's
 // child killed with it is re-parented to the daemon, which must reap it.
-func isZombieSleep(pid int) bool {
+// Only d's zombies count (another test run may have its own).
+func isZombieSleep(d *daemon, pid int) bool {
+	if d == nil || d.cmd == nil || d.cmd.Process == nil {
+		return false
+	}
 	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	return err == nil && strings.Contains(string(stat), "(hung-sleep) Z ")
+	return err == nil && strings.Contains(string(stat), fmt.Sprintf("(hung-sleep) Z %d ", d.cmd.Process.Pid))
 }
 
 // processes lists live processes of the hanging runtime: its sleeps and
@@ -105,7 +124,7 @@ func (h *hangingRuntime) processes() []int {
 		if err != nil {
 			continue
 		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep || isZombieSleep(pid) {
+		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep || isZombieSleep(h.daemon, pid) {
 			out = append(out, pid)
 			continue
 		}
@@ -157,9 +176,12 @@ func TestFaultRuntimeHangs(t *testing.T) {
 	reg.MustPush(t, "it/busybox:1", testkit.MustImage(t, testkit.ImageConfig{Cmd: []string{"sh"}},
 		testkit.Must(testkit.BusyboxLayer(testkit.Gzip))))
 	imageRef := reg.Ref("it/busybox:1")
-	d := newDaemonFiles(t, daemonOpts{extraConfig: fmt.Sprintf("[runtime.handlers.slow]\npath = %q\ncall_timeout = %q\n", h.script, callTimeout)})
+	d := newDaemonFiles(t, daemonOpts{extraConfig: fmt.Sprintf(
+		"[runtime.handlers.slow]\npath = %q\ncall_timeout = %q\n[runtime.handlers.stuck]\npath = %q\ncall_timeout = \"4m\"\n",
+		h.script, callTimeout, h.script)})
 	withTestNetwork(t, d)
 	d.start()
+	h.daemon = d
 	ctx := context.Background()
 	if _, err := d.Images.PullImage(ctx, spec(imageRef), nil, nil); err != nil {
 		t.Fatal(err)
@@ -171,9 +193,11 @@ func TestFaultRuntimeHangs(t *testing.T) {
 		return p
 	}
 
-	// 1. RunPodSandbox: the init's create hangs. The caller's deadline
-	// (shorter than call_timeout) ends the call; the Run goes on until
-	// call_timeout and undoes itself.
+	// 1. RunPodSandbox: the init's create hangs, on a handler whose
+	// call_timeout is far away. The caller's deadline ends the call; the
+	// Run goes on. A runc pod runs meanwhile, however slow this host: the
+	// hung create is still there when it is done. Then the runtime fails
+	// (its sleep is killed) and the Run undoes itself.
 	release := h.hang(t, "create")
 	type result struct {
 		err     error
@@ -184,7 +208,7 @@ func TestFaultRuntimeHangs(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err := d.Runtime.RunPodSandbox(cctx, podOn("hung-init"), "slow")
+		_, err := d.Runtime.RunPodSandbox(cctx, podOn("hung-init"), "stuck")
 		slowDone <- result{err, time.Since(start)}
 	}()
 	h.waitHung(t, "create")
@@ -200,7 +224,8 @@ func TestFaultRuntimeHangs(t *testing.T) {
 	if status.Code(r.err) != codes.DeadlineExceeded || r.elapsed > callTimeout {
 		t.Errorf("RunPodSandbox on a hung runtime = %v after %v, want DeadlineExceeded within 3s", r.err, r.elapsed)
 	}
-	h.assertNoneLeft(t, "after the pod's create timed out")
+	h.killSleeps(t)
+	h.assertNoneLeft(t, "after the hung create failed")
 	eventually(t, 30*time.Second, "the failed pod to be undone", func() bool {
 		pods, err := d.Runtime.ListPodSandbox(ctx, nil)
 		return err == nil && len(pods) == 1 && pods[0].Id == fastID
