@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 )
@@ -115,41 +116,17 @@ type mountEntry struct {
 	point, fstype, source string
 }
 
-// parseMountinfo reads /proc/PID/mountinfo: field 5 is the mount point,
-// the fields after " - " the type and source.
+// parseMountinfo reads /proc/PID/mountinfo.
 func parseMountinfo(r io.Reader) ([]mountEntry, error) {
-	var out []mountEntry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 {
-			return nil, fmt.Errorf("mountinfo line %q", line)
-		}
-		out = append(out, mountEntry{point: unescapeMount(f[4]), fstype: g[0], source: unescapeMount(g[1])})
+	infos, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+	out := make([]mountEntry, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, mountEntry{point: i.Mountpoint, fstype: i.FSType, source: i.Source})
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // under tells whether p is dir or below it.

@@ -128,7 +128,7 @@ func TestPprofGoroutinesWithoutEndpointFails(t *testing.T) {
 	}
 }
 
-const mountinfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+const sampleMountinfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 30 22 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
 31 30 0:27 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 32 30 0:28 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
@@ -142,7 +142,7 @@ const mountinfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 `
 
 func TestParseMountinfoAndMountLeaks(t *testing.T) {
-	ms, err := parseMountinfo(strings.NewReader(mountinfo))
+	ms, err := parseMountinfo(strings.NewReader(sampleMountinfo))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package check
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -12,51 +11,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
 type mountEntry struct{ point, fstype string }
 
-// readMountinfo lists the mounts of this mount namespace.
+// readMountinfo lists the mounts of the mount namespace whose mountinfo
+// file path is.
 func readMountinfo(path string) ([]mountEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// "id parent maj:min root mountpoint options... - fstype source superopts"
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, postFields := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(postFields) < 1 {
-			continue
-		}
-		out = append(out, mountEntry{point: unescapeOctal(fields[4]), fstype: postFields[0]})
+	infos, err := mountinfo.GetMountsFromReader(f, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	out := make([]mountEntry, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, mountEntry{point: i.Mountpoint, fstype: i.FSType})
+	}
+	return out, nil
 }
-
-// unescapeOctal undoes mountinfo's \040-style escapes.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // unmountUnder detaches every mount at or below dir, deepest first, read
 // afresh: what a removal of dir must never recurse into.

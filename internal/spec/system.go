@@ -1,16 +1,15 @@
 package spec
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -164,22 +163,17 @@ type mountEntry struct {
 }
 
 // parseMountinfo reads the mount point and propagation of each line of
-// /proc/<pid>/mountinfo (see proc(5)): the optional fields between field 7
-// and the "-" separator carry shared:N and master:N.
+// /proc/<pid>/mountinfo (see proc(5)): the optional fields carry shared:N
+// and master:N.
 func parseMountinfo(r io.Reader) ([]mountEntry, error) {
-	var out []mountEntry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 7 {
-			continue
-		}
-		e := mountEntry{point: unescapeMountinfo(fields[4]), propagation: "private"}
-		for _, opt := range fields[6:] {
-			if opt == "-" {
-				break
-			}
+	infos, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mountEntry, 0, len(infos))
+	for _, i := range infos {
+		e := mountEntry{point: i.Mountpoint, propagation: "private"}
+		for _, opt := range strings.Fields(i.Optional) {
 			switch {
 			case strings.HasPrefix(opt, "shared:"):
 				e.propagation = "shared"
@@ -189,7 +183,7 @@ func parseMountinfo(r io.Reader) ([]mountEntry, error) {
 		}
 		out = append(out, e)
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // mountOf finds the mount holding p: the longest mount point containing it,
@@ -204,23 +198,4 @@ func mountOf(mounts []mountEntry, p string) (mountEntry, bool) {
 		}
 	}
 	return best, found
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,16 +44,13 @@ func WriteHostsDir(dir, host string) error {
 // RemoveWorkDir unmounts whatever a runtime left mounted below dir (deepest
 // first, detached) and removes dir.
 func RemoveWorkDir(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return err
 	}
 	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
+	for _, i := range infos {
+		mounts = append(mounts, i.Mountpoint)
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
 	var errs []error
