@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
@@ -211,6 +213,15 @@ func (m *Manager) restore(ctx context.Context, c *ctr) {
 	if err != nil {
 		m.recordExit(c, oci.Exit{Code: 255, Message: err.Error()})
 		return
+	}
+	if _, err := m.cfg.Sandboxes.Sandbox(c.rec.SandboxID); errors.Is(err, errdefs.ErrNotFound) {
+		// Its pod's record was lost or set aside: the pod's network was
+		// torn down as an orphan's and its IP may go to another pod, so
+		// the container must not run on. The watch records its exit.
+		m.log.Warn("container's pod sandbox is gone; killing the container", "id", id, "pod", c.rec.SandboxID)
+		if err := rt.Kill(ctx, id, unix.SIGKILL, true); err != nil {
+			m.log.Warn("kill container of a lost pod", "id", id, "err", err)
+		}
 	}
 	exit, exited, err := rt.ExitStatus(id)
 	switch {

@@ -150,8 +150,15 @@ func TestFaultCorruptPodRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A container in the lost pod must not run on once the pod's
+			// network is torn down and its IP can go to another pod.
+			stranded := runContainer(t, d, victimID, victim, containerConfig("stranded", f.used, "sleep", "3600"))
 			record := filepath.Join(d.root, "pods", victimID+".json")
 			log := restartWith(t, d, func() { damage(t, record) })
+			waitState(t, d, stranded, runtimeapi.ContainerState_CONTAINER_EXITED)
+			if err := d.Runtime.RemoveContainer(ctx, stranded); err != nil {
+				t.Errorf("remove the lost pod's container: %v", err)
+			}
 
 			if !strings.Contains(log, record) {
 				t.Errorf("no log line names the damaged %s:\n%s", record, log)
