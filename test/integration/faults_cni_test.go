@@ -32,18 +32,7 @@ func newFaultyPlugin(t *testing.T) *faultyPlugin {
 		t.Skip("the fake CNI plugin needs perl (perl-base) to pass its previous result on")
 	}
 	p := &faultyPlugin{dir: t.TempDir()}
-	p.sleep = filepath.Join(p.dir, "hung-sleep")
-	sleepBin, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep binary")
-	}
-	b, err := os.ReadFile(sleepBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p.sleep, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	p.sleep = hungSleep(t, p.dir)
 	script := fmt.Sprintf(`#!/bin/sh
 dir=%q
 cmd=$(echo "$CNI_COMMAND" | tr A-Z a-z)
@@ -85,20 +74,7 @@ func (p *faultyPlugin) set(t *testing.T, command, fault string) (fixed func()) {
 	return func() { os.Remove(f) }
 }
 
-func (p *faultyPlugin) processes() []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == p.sleep || isZombieSleep(p.daemon, pid) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+func (p *faultyPlugin) processes() []int { return sleepProcesses(p.sleep, p.daemon, nil) }
 
 func (p *faultyPlugin) assertNoneLeft(t *testing.T, when string) {
 	t.Helper()

@@ -248,21 +248,30 @@ func TestFaultRootDiskFull(t *testing.T) {
 	}
 
 	free()
-	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
-		t.Errorf("StopContainer after space was freed: %v", err)
-	}
-	if err := d.Runtime.RemoveContainer(ctx, ctrID); err != nil {
-		t.Errorf("RemoveContainer after space was freed: %v", err)
-	}
 	if err := d.Images.RemoveImage(ctx, spec(reg.Ref("it/other:1"))); err != nil {
 		t.Errorf("RemoveImage after space was freed: %v", err)
 	}
+	worksAgain(t, d, pod, podID, ctrID, imageRef, "after space was freed")
+}
+
+// worksAgain checks, once the disk is usable again, that the container
+// ctrID stops and goes, that pod runs a new container and that a new pod
+// runs one too, and that nothing was left half-written meanwhile.
+func worksAgain(t *testing.T, d *daemon, pod *runtimeapi.PodSandboxConfig, podID, ctrID, imageRef, when string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
+		t.Errorf("StopContainer %s: %v", when, err)
+	}
+	if err := d.Runtime.RemoveContainer(ctx, ctrID); err != nil {
+		t.Errorf("RemoveContainer %s: %v", when, err)
+	}
 	runContainer(t, d, podID, pod, containerConfig("second", imageRef, "sleep", "3600"))
-	pod2 := podConfig("disk-freed", runtimeapi.NamespaceMode_CONTAINER)
+	pod2 := podConfig("usable-again", runtimeapi.NamespaceMode_CONTAINER)
 	pod2.LogDirectory = pod.LogDirectory
 	pod2ID, err := d.Runtime.RunPodSandbox(ctx, pod2, "")
 	if err != nil {
-		t.Fatalf("RunPodSandbox after space was freed: %v", err)
+		t.Fatalf("RunPodSandbox %s: %v", when, err)
 	}
 	runContainer(t, d, pod2ID, pod2, containerConfig("third", imageRef, "sleep", "3600"))
 	if left := halfWritten(t, d.root); len(left) > 0 {
@@ -343,23 +352,7 @@ func TestFaultRootReadOnly(t *testing.T) {
 	if _, err := d.Images.PullImage(ctx, spec(reg.Ref("it/other:1")), nil, nil); err != nil {
 		t.Errorf("PullImage once writable: %v", err)
 	}
-	if err := d.Runtime.StopContainer(ctx, ctrID, 0); err != nil {
-		t.Errorf("StopContainer once writable: %v", err)
-	}
-	if err := d.Runtime.RemoveContainer(ctx, ctrID); err != nil {
-		t.Errorf("RemoveContainer once writable: %v", err)
-	}
-	runContainer(t, d, podID, pod, containerConfig("second", imageRef, "sleep", "3600"))
-	pod2 := podConfig("writable", runtimeapi.NamespaceMode_CONTAINER)
-	pod2.LogDirectory = pod.LogDirectory
-	pod2ID, err := d.Runtime.RunPodSandbox(ctx, pod2, "")
-	if err != nil {
-		t.Fatalf("RunPodSandbox once writable: %v", err)
-	}
-	runContainer(t, d, pod2ID, pod2, containerConfig("third", imageRef, "sleep", "3600"))
-	if left := halfWritten(t, d.root); len(left) > 0 {
-		t.Errorf("half-written files: %v", left)
-	}
+	worksAgain(t, d, pod, podID, ctrID, imageRef, "once writable")
 }
 
 // On a full root, what frees space works: kubelet evicts pods under disk

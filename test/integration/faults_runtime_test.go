@@ -32,18 +32,7 @@ func newHangingRuntime(t *testing.T) *hangingRuntime {
 	t.Helper()
 	h := &hangingRuntime{dir: t.TempDir()}
 	h.script = filepath.Join(h.dir, "slow-runtime")
-	h.sleep = filepath.Join(h.dir, "hung-sleep")
-	sleepBin, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep binary")
-	}
-	b, err := os.ReadFile(sleepBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(h.sleep, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	h.sleep = hungSleep(t, h.dir)
 	script := fmt.Sprintf(`#!/bin/sh
 dir=%q
 sub=
@@ -114,9 +103,28 @@ func isZombieSleep(d *daemon, pid int) bool {
 	return err == nil && strings.Contains(string(stat), fmt.Sprintf("(hung-sleep) Z %d ", d.cmd.Process.Pid))
 }
 
-// processes lists live processes of the hanging runtime: its sleeps and
-// shells running its script.
-func (h *hangingRuntime) processes() []int {
+// hungSleep copies sleep into dir as hung-sleep: a hanging fake's sleep
+// then names its test in /proc/<pid>/exe, so a leaked one is found.
+func hungSleep(t *testing.T, dir string) string {
+	t.Helper()
+	sleepBin, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	b, err := os.ReadFile(sleepBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "hung-sleep")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sleepProcesses lists the processes running the copy sleep, the zombie
+// hung-sleeps of d, and those more (when set) accepts.
+func sleepProcesses(sleep string, d *daemon, more func(pid int) bool) []int {
 	var out []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -124,20 +132,30 @@ func (h *hangingRuntime) processes() []int {
 		if err != nil {
 			continue
 		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == h.sleep || isZombieSleep(h.daemon, pid) {
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if exe == sleep || isZombieSleep(d, pid) || (more != nil && more(pid)) {
 			out = append(out, pid)
-			continue
-		}
-		// A shell running the script: argv is [/bin/sh, script, ...]. (The
-		// conmons of the handler's containers name the script too, as -r.)
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if argv := strings.Split(string(cmdline), "\x00"); len(argv) > 1 && argv[1] == h.script {
-			if stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); !strings.Contains(string(stat), ") Z ") {
-				out = append(out, pid)
-			}
 		}
 	}
 	return out
+}
+
+// processes lists live processes of the hanging runtime: its sleeps and
+// shells running its script.
+func (h *hangingRuntime) processes() []int {
+	return sleepProcesses(h.sleep, h.daemon, h.runsScript)
+}
+
+// runsScript: a shell running the script, argv [/bin/sh, script, ...].
+// (The conmons of the handler's containers name the script too, as -r.)
+func (h *hangingRuntime) runsScript(pid int) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	cmdline, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if argv := strings.Split(string(cmdline), "\x00"); len(argv) < 2 || argv[1] != h.script {
+		return false
+	}
+	stat, _ := os.ReadFile(filepath.Join(dir, "stat"))
+	return !strings.Contains(string(stat), ") Z ")
 }
 
 func (h *hangingRuntime) assertNoneLeft(t *testing.T, when string) {
