@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cradle-runtime/cradle/internal/bounded"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
@@ -61,7 +62,7 @@ func (m *Manager) recover() error {
 			jobs = append(jobs, func(ctx context.Context) { m.cleanOrphan(ctx, id) })
 		}
 	}
-	m.runRecovery(jobs)
+	bounded.Go(m.ctx, &m.recovery, recoveryWorkers, recoveryTimeout, jobs)
 	return nil
 }
 
@@ -150,27 +151,6 @@ func (m *Manager) cleanSetAside(ctx context.Context, id string) {
 	}
 	if err := RemoveBundle(m.cfg.State, id); err != nil {
 		m.log.Warn("remove bundle of a container with a set-aside record", "id", id, "err", err)
-	}
-}
-
-// runRecovery runs jobs in the background, recoveryWorkers at a time, each
-// with its own deadline; WaitRecovered waits for them.
-func (m *Manager) runRecovery(jobs []func(ctx context.Context)) {
-	sem := make(chan struct{}, recoveryWorkers)
-	for _, job := range jobs {
-		m.recovery.Add(1)
-		go func() {
-			defer m.recovery.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-m.ctx.Done():
-				return
-			}
-			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(m.ctx, recoveryTimeout)
-			defer cancel()
-			job(ctx)
-		}()
 	}
 }
 

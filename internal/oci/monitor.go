@@ -45,6 +45,11 @@ func (r *Runtime) addMonitor(id string, w *pidWatch) {
 func (r *Runtime) track(m *monitor, fn func()) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.trackLocked(m, fn)
+}
+
+// trackLocked is track for callers holding r.mu.
+func (r *Runtime) trackLocked(m *monitor, fn func()) bool {
 	if r.closed {
 		return false
 	}
@@ -159,24 +164,14 @@ func (r *Runtime) recordLost(id string, code int, msg string) {
 func (r *Runtime) superviseOrphan(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || r.monitors[id] != nil {
+	if r.monitors[id] != nil {
 		return
 	}
 	if _, err := os.Stat(r.ctrDir(id)); err != nil {
 		return // deleted: waiters get ErrNotFound
 	}
 	m := &monitor{id: id, deleted: make(chan struct{})}
-	r.monitors[id] = m
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.adopt(m)
-		r.mu.Lock()
-		if r.monitors[id] == m {
-			delete(r.monitors, id)
-		}
-		r.mu.Unlock()
-	}()
+	r.trackLocked(m, func() { r.adopt(m) })
 }
 
 // processAlive reports whether pid exists and is not a zombie.

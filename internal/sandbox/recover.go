@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cradle-runtime/cradle/internal/bounded"
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/netns"
@@ -70,27 +71,8 @@ func (m *Manager) recover(ctx context.Context) error {
 		jobs = append(jobs, func(ctx context.Context) { m.recoverPod(ctx, p) })
 	}
 	jobs = append(jobs, m.orphanJobs(attached)...)
-	m.runRecovery(ctx, jobs)
+	bounded.Go(ctx, &m.recovery, recoveryWorkers, 0, jobs) // each job bounds its work (undoTimeout)
 	return nil
-}
-
-// runRecovery runs jobs in the background, recoveryWorkers at a time.
-// Each job bounds its own work (undoTimeout).
-func (m *Manager) runRecovery(ctx context.Context, jobs []func(context.Context)) {
-	sem := make(chan struct{}, recoveryWorkers)
-	for _, job := range jobs {
-		m.recovery.Add(1)
-		go func() {
-			defer m.recovery.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			defer func() { <-sem }()
-			job(ctx)
-		}()
-	}
 }
 
 // WaitRecovered blocks until the reconciliation New started has ended.
