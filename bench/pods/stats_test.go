@@ -60,7 +60,7 @@ func TestRuntimeProcsCountsMonitorsAndPausesNotWorkloads(t *testing.T) {
 		{Pid: 31, PPid: 30, Argv: []string{"/pause"}}, // someone else's pause
 		{Pid: 40, PPid: 10, Argv: []string{"catatonit", "-P"}},
 	}
-	pids, monitors, pauses := runtimeProcs(ps, 10, isShim)
+	pids, monitors, pauses := benchkit.RuntimeProcs(ps, 10, isShim)
 	want := map[int]bool{10: true, 20: true, 21: true, 40: true}
 	if len(pids) != len(want) || monitors != 1 || pauses != 2 {
 		t.Fatalf("pids %v monitors %d pauses %d", pids, monitors, pauses)
