@@ -132,7 +132,8 @@ func (k *kubelet) logTail() string {
 	return "\n" + strings.Join(lines, "\n")
 }
 
-// stop SIGTERMs kubelet, then SIGKILLs it after 20 s.
+// stop SIGTERMs kubelet, then SIGKILLs it after 20 s, and undoes the
+// bind mount kubelet makes of its root dir (to share it rshared).
 func (k *kubelet) stop() {
 	if k.cmd == nil || k.cmd.Process == nil {
 		return
@@ -143,6 +144,9 @@ func (k *kubelet) stop() {
 	case <-time.After(20 * time.Second):
 		_ = k.cmd.Process.Kill()
 		<-k.done
+	}
+	root := filepath.Join(k.dir, "root")
+	for syscall.Unmount(root, 0) == nil {
 	}
 }
 

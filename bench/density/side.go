@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // result is one runtime's figures of one round.
@@ -16,7 +17,8 @@ type result struct {
 	round   int
 	pods    int
 	fill    time.Duration // manifests placed → all pods Running and ready
-	drain   time.Duration // manifests removed → no pod sandbox left
+	drain   time.Duration // manifests removed → no pod running
+	removed time.Duration // manifests removed → no pod sandbox left
 	steady  time.Duration // the CPU window
 
 	runtimeCPU, kubeletCPU time.Duration // over the window
@@ -92,6 +94,10 @@ func runSide(ctx context.Context, o options, fx *benchkit.PodFixture, work, name
 	if err := k.removeManifests(); err != nil {
 		return r, err
 	}
+	if err := poll(ctx, 5*time.Minute, func() (bool, error) { return noPodRunning(ctx, d) }); err != nil {
+		return r, fmt.Errorf("drain: %w", err)
+	}
+	r.drain = time.Since(t0)
 	if err := poll(ctx, 5*time.Minute, func() (bool, error) {
 		sbs, err := d.Runtime.ListPodSandbox(ctx, nil)
 		if err != nil {
@@ -99,10 +105,30 @@ func runSide(ctx context.Context, o options, fx *benchkit.PodFixture, work, name
 		}
 		return len(sbs) == 0, nil
 	}); err != nil {
-		return r, fmt.Errorf("drain: %w", err)
+		return r, fmt.Errorf("removal: %w", err)
 	}
-	r.drain = time.Since(t0)
+	r.removed = time.Since(t0)
 	return r, nil
+}
+
+// noPodRunning tells whether every pod is down: no sandbox READY and no
+// container running. That is the runtime's part of a drain; kubelet removes
+// the stopped sandboxes later, in its container GC (once a minute).
+func noPodRunning(ctx context.Context, d *benchkit.Daemon) (bool, error) {
+	sbs, err := d.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
+		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}})
+	if err != nil {
+		return false, d.Explain(err)
+	}
+	if len(sbs) > 0 {
+		return false, nil
+	}
+	cs, err := d.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{
+		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
+	if err != nil {
+		return false, d.Explain(err)
+	}
+	return len(cs) == 0, nil
 }
 
 func bridgeOf(name string) string {
