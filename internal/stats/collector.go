@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
@@ -77,6 +78,11 @@ type Collector struct {
 	samples map[string]Sample
 	pods    map[string]PodSample
 
+	// asked is when a caller last wanted a sample (unix nanoseconds): the
+	// loop samples only while someone reads, so a node whose kubelet takes
+	// its stats elsewhere (cadvisor) pays nothing per pod.
+	asked atomic.Int64
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -125,10 +131,12 @@ func (c *Collector) loop(ctx context.Context) {
 	defer close(c.done)
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
-	for {
-		c.Refresh()
-		if c.cfg.loopRefreshed != nil {
-			c.cfg.loopRefreshed()
+	for first := true; ; first = false {
+		if first || c.wanted(time.Now()) {
+			c.Refresh()
+			if c.cfg.loopRefreshed != nil {
+				c.cfg.loopRefreshed()
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -136,6 +144,27 @@ func (c *Collector) loop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// idleAfter is how long after the last read the loop keeps sampling:
+// kubelet reads every 10 s or so when it takes stats from CRI, so a few
+// intervals without a read mean nobody is reading.
+func (c *Collector) idleAfter() time.Duration { return 3 * c.cfg.Interval }
+
+// wanted tells whether someone read samples recently enough to keep them
+// fresh in the background.
+func (c *Collector) wanted(now time.Time) bool {
+	return now.Sub(time.Unix(0, c.asked.Load())) < c.idleAfter()
+}
+
+// fresh marks a read and tells whether a sample taken at ts can be
+// served: while the loop runs, anything it stored is; once it has idled,
+// a sample older than an interval is read again on the caller's path.
+func (c *Collector) fresh(ts time.Time) bool {
+	now := time.Now()
+	wasWanted := c.wanted(now)
+	c.asked.Store(now.UnixNano())
+	return wasWanted || now.Sub(ts) < c.cfg.Interval
 }
 
 // Refresh samples every current target now and forgets containers and pods
@@ -165,13 +194,14 @@ func (c *Collector) refreshContainers() {
 }
 
 // Get returns t's cached sample, sampling it now if the loop has not yet,
-// or if the cached one found no cgroup: the container may have started
-// since, and probing for a cgroup costs one failed open.
+// if the cached one found no cgroup (the container may have started
+// since, and probing for a cgroup costs one failed open), or if the loop
+// had idled for want of readers and the sample is old.
 func (c *Collector) Get(t Target) (Sample, error) {
 	c.mu.Lock()
 	s, ok := c.samples[t.ID]
 	c.mu.Unlock()
-	if ok && (s.HasCgroup || t.CgroupsPath == "") {
+	if ok && (s.HasCgroup || t.CgroupsPath == "") && c.fresh(s.Timestamp) {
 		return s, nil
 	}
 	return c.sample(t)

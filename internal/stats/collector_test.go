@@ -170,6 +170,7 @@ func TestBackgroundLoopStopsOnClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
+		c.Get(Target{ID: "c1", CgroupsPath: "/pod/c1"}) // someone reads: the loop keeps sampling
 		select {
 		case <-calls:
 		case <-time.After(10 * time.Second):

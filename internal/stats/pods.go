@@ -48,13 +48,17 @@ type PodSample struct {
 // have started since). The network is read on the caller's path only for
 // a pod never sampled before: entering a namespace takes a thread of its
 // own, which the loop pays, not every RPC; but a pod's first answer should
-// not lack its network for up to an interval.
+// not lack its network for up to an interval. A pod sampled long ago,
+// while the loop idled for want of readers, is sampled again.
 func (c *Collector) Pod(t PodTarget) (PodSample, error) {
 	c.mu.Lock()
 	s, ok := c.pods[t.ID]
 	c.mu.Unlock()
 	if ok && s.HasCgroup {
-		return s, nil
+		if c.fresh(s.Timestamp) {
+			return s, nil
+		}
+		return c.samplePod(t, true)
 	}
 	return c.samplePod(t, !ok)
 }
