@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		log.Warn("pruning unreferenced layers failed", "err", err)
 	}
 
-	srv := grpc.NewServer(cri.ServerOptions(log)...)
+	srv := grpc.NewServer(cri.ServerOptions(log, nil)...)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
 		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).
