@@ -140,6 +140,14 @@ func New(src Sources) *Metrics {
 	for _, r := range []string{PullSuccess, PullFailure, PullCancelled} {
 		m.pulls.WithLabelValues(r)
 	}
+	for _, r := range []string{"Completed", "Error", "OOMKilled"} {
+		m.exits.WithLabelValues(r)
+	}
+	for _, kind := range []string{"pod", "container"} {
+		for _, r := range []string{RecoveredOK, RecoveredFailed, RecoveredSetAside, RecoveredOrphan} {
+			m.recovered.WithLabelValues(kind, r)
+		}
+	}
 	return m
 }
 
