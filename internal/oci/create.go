@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/tracing"
-
-	"go.opentelemetry.io/otel/attribute"
 )
 
 // CreateOpts describes one container to create under conmon.

@@ -17,11 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/proctree"
 	"github.com/cradle-runtime/cradle/internal/tracing"
-
-	"go.opentelemetry.io/otel/attribute"
 )
 
 // Config describes one runtime handler (RuntimeClass) and where its state lives.
