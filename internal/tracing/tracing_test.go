@@ -67,6 +67,13 @@ func TestOffCostsNothing(t *testing.T) {
 	if allocs > 1 { // the variadic attribute slice at most
 		t.Errorf("off: %v allocations per span", allocs)
 	}
+	// The call span of every CRI call has no attributes while off.
+	if allocs := testing.AllocsPerRun(100, func() {
+		_, s := Start(ctx, "")
+		End(s, nil)
+	}); allocs != 0 {
+		t.Errorf("off: %v allocations per span without attributes", allocs)
+	}
 }
 
 func TestKubeletParentIsFollowed(t *testing.T) {
