@@ -145,7 +145,15 @@ func TestMetricsAfterAPodRan(t *testing.T) {
 	waitState(t, d, sleeper, runtimeapi.ContainerState_CONTAINER_RUNNING)
 	waitState(t, d, done, runtimeapi.ContainerState_CONTAINER_EXITED)
 
-	fams := scrapeMetrics(t, http.DefaultClient, url)
+	// The exited container's conmon exits, and its exit is counted, just
+	// after ContainerStatus shows the exit.
+	var fams map[string]*dto.MetricFamily
+	eventually(t, 10*time.Second, "the exit to be counted and its conmon gone", func() bool {
+		fams = scrapeMetrics(t, http.DefaultClient, url)
+		m, _ := metricValue(fams, "cradle_monitor_processes")
+		e, _ := metricValue(fams, "cradle_container_exits_total", "reason", "Completed")
+		return m == 1 && e == 1
+	})
 	for _, name := range metricFamilies {
 		if fams[name] == nil {
 			t.Errorf("family %s is missing", name)
