@@ -27,9 +27,11 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/netns"
+	"github.com/cradle-runtime/cradle/internal/tracing"
 )
 
 // IfName is the pod's interface, as Kubernetes expects.
@@ -173,7 +175,9 @@ func (n *Network) Status(ctx context.Context) error {
 // On failure it runs DEL itself, so no address or host-side link is left
 // behind; if that DEL fails too the error says so, and Teardown must be
 // called later (a caller records the attempt before calling Setup anyway).
-func (n *Network) Setup(ctx context.Context, pod PodNet) (*Result, error) {
+func (n *Network) Setup(ctx context.Context, pod PodNet) (_ *Result, err error) {
+	ctx, span := tracing.Start(ctx, "cni.add", attribute.String("pod.id", pod.ID))
+	defer func() { tracing.End(span, err) }()
 	if err := pod.validate(); err != nil {
 		return nil, err
 	}
@@ -224,7 +228,9 @@ func (n *Network) Setup(ctx context.Context, pod PodNet) (*Result, error) {
 // works after a restart and after the conf dir changed; without a cache entry
 // (a crash between ADD and caching, or a cache removed) it runs DEL with the
 // current config. With neither there is nothing to undo and it returns nil.
-func (n *Network) Teardown(ctx context.Context, pod PodNet) error {
+func (n *Network) Teardown(ctx context.Context, pod PodNet) (err error) {
+	ctx, span := tracing.Start(ctx, "cni.del", attribute.String("pod.id", pod.ID))
+	defer func() { tracing.End(span, err) }()
 	if err := checkID(pod.ID); err != nil {
 		return err
 	}

@@ -35,6 +35,23 @@ type Config struct {
 	CNI      CNIConfig      `toml:"cni"`
 	Stream   StreamConfig   `toml:"stream"`
 	Runtime  RuntimeConfig  `toml:"runtime"`
+	Metrics  Metrics        `toml:"metrics"`
+	Tracing  Tracing        `toml:"tracing"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Address string `toml:"address" comment:"host:port serving Prometheus metrics at /metrics; empty = off (e.g. \"127.0.0.1:9090\")"`
+	TLSCert string `toml:"tls_cert" comment:"PEM certificate: with tls_key, /metrics is served over HTTPS; empty = plain HTTP"`
+	TLSKey  string `toml:"tls_key" comment:"PEM key for tls_cert"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	Endpoint string `toml:"endpoint" comment:"OTLP/gRPC collector: host:port (plaintext), http://host:port or https://host:port (TLS); empty = off"`
+	// SamplingRatePerMillion samples new traces (those without a sampled
+	// parent); a kubelet span that was sampled is always followed.
+	SamplingRatePerMillion int `toml:"sampling_rate_per_million" comment:"traces started per million RPCs without a parent (0-1000000); an RPC whose caller sent a sampled span is always traced"`
 }
 
 // RegistryConfig configures image pulls.

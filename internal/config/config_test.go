@@ -130,6 +130,13 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"bad stream address", "[stream]\naddress = \"localhost:1\"\n", []string{"stream.address"}},
 		{"url_ttl beyond the library's minute", "[stream]\nurl_ttl = \"2m\"\n", []string{"stream.url_ttl", "at most 1m"}},
 		{"zero url_ttl", "[stream]\nurl_ttl = \"0s\"\n", []string{"stream.url_ttl", "positive"}},
+		{"metrics address without port", "[metrics]\naddress = \"127.0.0.1\"\n", []string{"metrics.address", "host:port"}},
+		{"metrics cert without key", "[metrics]\naddress = \"127.0.0.1:9090\"\ntls_cert = \"/c.pem\"\n", []string{"metrics.tls_cert", "together"}},
+		{"metrics tls without address", "[metrics]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n", []string{"metrics.tls_cert", "metrics are off"}},
+		{"tracing endpoint without port", "[tracing]\nendpoint = \"collector\"\n", []string{"tracing.endpoint"}},
+		{"tracing endpoint URL without port", "[tracing]\nendpoint = \"https://collector\"\n", []string{"tracing.endpoint", "no port"}},
+		{"sampling above a million", "[tracing]\nsampling_rate_per_million = 1000001\n", []string{"tracing.sampling_rate_per_million", "1000000"}},
+		{"negative sampling", "[tracing]\nsampling_rate_per_million = -1\n", []string{"tracing.sampling_rate_per_million"}},
 		{"syntax", "root = \n", []string{"cradle.toml:1"}},
 		{"socket path too long", "socket = \"/run/" + strings.Repeat("s", 103) + "\"\n", []string{`"socket"`, "108 bytes long", "at most 107"}},
 	}
@@ -160,7 +167,8 @@ func TestMarshalRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"root =", "[registry]", "config_path =", "[runtime.handlers.runc]", "stall_timeout = '1m0s'"} {
+	for _, key := range []string{"root =", "[registry]", "config_path =", "[runtime.handlers.runc]", "stall_timeout = '1m0s'",
+		"[metrics]\n", "address = ''", "[tracing]", "sampling_rate_per_million = 0"} {
 		if !strings.Contains(string(out), key) {
 			t.Errorf("output lacks %q:\n%s", key, out)
 		}
@@ -266,6 +274,13 @@ url_ttl = "30s"
 [runtime]
 default_handler = "crun"
 cgroup_driver = "systemd"
+[metrics]
+address = "127.0.0.1:9090"
+tls_cert = "/etc/m.pem"
+tls_key = "/etc/mk.pem"
+[tracing]
+endpoint = "https://otel.example:4317"
+sampling_rate_per_million = 250
 [runtime.handlers.crun]
 path = "/usr/bin/crun"
 root = "/run/crun"

@@ -76,6 +76,7 @@ func (l *Loaded) validate() error {
 	if ttl := c.Stream.URLTTL.Std(); ttl <= 0 || ttl > time.Minute {
 		bad("stream.url_ttl", "must be positive and at most 1m (the streaming library forgets a URL after a minute), got %s", ttl)
 	}
+	c.validateTelemetry(bad)
 	switch c.Runtime.CgroupDriver {
 	case "cgroupfs", "systemd":
 	default:

@@ -73,7 +73,27 @@ type Config struct {
 	// Events, if set, hears of every lifecycle change once it is recorded:
 	// see events.go.
 	Events EventFunc
+	// Observer, if set, hears of starts, exits and recovery (metrics).
+	Observer Observer
 }
+
+// Observer hears what containers do. Its methods must return at once.
+type Observer interface {
+	// ContainerStarted counts a start on the runtime handler's runtime.
+	ContainerStarted(handler string)
+	// ContainerExited counts a recorded exit; reason is Completed, Error
+	// or OOMKilled.
+	ContainerExited(reason string)
+	// Recovered counts one container reconciled after a start, kind
+	// "container"; result is ok, failed, set_aside or orphan_removed.
+	Recovered(kind, result string)
+}
+
+type noObserver struct{}
+
+func (noObserver) ContainerStarted(string)  {}
+func (noObserver) ContainerExited(string)   {}
+func (noObserver) Recovered(string, string) {}
 
 // Manager owns every container of the daemon. Its methods are safe for
 // concurrent use; operations on one container are serialised, operations on
@@ -122,6 +142,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	for _, d := range []string{recordRoot(cfg.Root), stateRoot(cfg.State)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("container manager: %w", err)
@@ -157,6 +180,14 @@ func (m *Manager) dir(id string) string { return filepath.Join(recordRoot(m.cfg.
 // bundle is the OCI bundle; the rootfs is mounted inside it.
 func (m *Manager) bundle(id string) string { return filepath.Join(stateRoot(m.cfg.State), id) }
 func (m *Manager) rootfs(id string) string { return filepath.Join(m.bundle(id), "rootfs") }
+
+// handlerName is the handler a container runs on: "" is the default one.
+func (m *Manager) handlerName(handler string) string {
+	if handler == "" {
+		return m.cfg.DefaultHandler
+	}
+	return handler
+}
 
 func (m *Manager) runtime(handler string) (*oci.Runtime, error) {
 	if handler == "" {

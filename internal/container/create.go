@@ -9,12 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/events"
 	"github.com/cradle-runtime/cradle/internal/oci"
+	"github.com/cradle-runtime/cradle/internal/tracing"
 )
 
 // Create makes a container in a ready sandbox, in state created. The image
@@ -194,7 +196,9 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err := m.step("spec"); err != nil {
 		return id, err
 	}
+	_, span := tracing.Start(ctx, "spec.generate", attribute.String("container.id", id))
 	s, err := m.buildSpec(c, req, img)
+	tracing.End(span, err)
 	if err != nil {
 		return id, err
 	}

@@ -103,7 +103,33 @@ type env struct {
 	images *image.Service
 	rt     *oci.Runtime
 	m      *Manager
+	obs    *counts
 }
+
+// counts is the test's Observer: each hook call as "hook label...".
+type counts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counts) add(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[k]++
+}
+
+func (c *counts) get(k string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[k]
+}
+
+func (c *counts) ContainerStarted(handler string) { c.add("started " + handler) }
+func (c *counts) ContainerExited(reason string)   { c.add("exited " + reason) }
+func (c *counts) Recovered(kind, result string)   { c.add("recovered " + kind + " " + result) }
 
 const testPod = "pod1"
 
@@ -126,7 +152,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, reg: testkit.NewRegistry(t), node: &spec.Node{Host: facts}}
+	e := &env{t: t, dir: dir, reg: testkit.NewRegistry(t), node: &spec.Node{Host: facts}, obs: &counts{}}
 	e.pod = &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "uid-1"},
 		LogDirectory: filepath.Join(dir, "logs", "pod1"),
@@ -186,7 +212,7 @@ func (e *env) config() Config {
 		Root: filepath.Join(e.dir, "root"), State: filepath.Join(e.dir, "s"),
 		Layers: e.layers, Images: e.images,
 		Runtimes: map[string]*oci.Runtime{"runc": e.rt}, DefaultHandler: "runc",
-		Node: e.node, Sandboxes: e.pods,
+		Node: e.node, Sandboxes: e.pods, Observer: e.obs,
 		Log: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }

@@ -54,6 +54,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		m.log.Warn("record start", "id", id, "err", err)
 	}
 	crashpoint.Hit(crashpoint.StartRecorded)
+	m.cfg.Observer.ContainerStarted(m.handlerName(c.rec.Handler))
 	// Before the watcher exists, so STARTED always precedes STOPPED.
 	m.emit(events.Started, c)
 	m.watch(rt, c)
@@ -134,6 +135,7 @@ func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
 		m.log.Warn("record exit", "id", c.rec.ID, "err", err)
 	}
 	if changed {
+		m.cfg.Observer.ContainerExited(reason)
 		// Before waking Stop and Remove, so STOPPED precedes DELETED.
 		m.emit(events.Stopped, c)
 	}

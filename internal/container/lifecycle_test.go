@@ -67,6 +67,16 @@ func TestExitCodesReasonsAndLogs(t *testing.T) {
 	if err := e.m.Start(ctxT(t), bad); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("start exited: %v, want FailedPrecondition", err)
 	}
+	// The Observer heard each start on the default handler and each exit
+	// once (an exit right after it is recorded).
+	eventually(t, 10*time.Second, "the observer to hear both exits", func() bool {
+		return e.obs.get("exited Completed")+e.obs.get("exited Error") == 2
+	})
+	for k, want := range map[string]int{"started runc": 2, "exited Completed": 1, "exited Error": 1} {
+		if got := e.obs.get(k); got != want {
+			t.Errorf("observer %q = %d, want %d", k, got, want)
+		}
+	}
 }
 
 func TestStopKillsAfterTimeout(t *testing.T) {
@@ -308,6 +318,7 @@ func TestOOMKilledReason(t *testing.T) {
 	if c.Reason != ReasonOOMKilled {
 		t.Errorf("exit %d reason %q message %q, want OOMKilled", c.ExitCode, c.Reason, c.Message)
 	}
+	eventually(t, 10*time.Second, "the observer to hear the OOM kill", func() bool { return e.obs.get("exited OOMKilled") == 1 })
 	if got := c.CRIStatus().GetResources().GetLinux().GetMemoryLimitInBytes(); got != 16<<20 {
 		t.Errorf("status memory limit %d", got)
 	}

@@ -160,3 +160,22 @@ func (c Container) CRIStatus() *runtimeapi.ContainerStatus {
 	}
 	return st
 }
+
+// CountByState counts the containers in each state, from memory, holding
+// the index lock only to copy it (the metrics gauges read it at scrape time).
+// Containers being created or removed are not counted, as List shows none.
+func (m *Manager) CountByState() map[State]int {
+	m.mu.RLock()
+	cs := make([]*ctr, 0, len(m.containers))
+	for _, c := range m.containers {
+		cs = append(cs, c)
+	}
+	m.mu.RUnlock()
+	out := map[State]int{}
+	for _, c := range cs {
+		if st := c.state(); st != Removing && st != Creating {
+			out[st]++
+		}
+	}
+	return out
+}

@@ -59,7 +59,7 @@ func (m *Manager) recover() error {
 	}
 	for _, e := range states {
 		if id := e.Name(); e.IsDir() && !known[id] {
-			jobs = append(jobs, func(ctx context.Context) { m.cleanOrphan(ctx, id) })
+			jobs = append(jobs, func(ctx context.Context) { m.recovered(m.cleanOrphan(ctx, id), metricsOrphan) })
 		}
 	}
 	bounded.Go(m.ctx, &m.recovery, recoveryWorkers, recoveryTimeout, jobs)
@@ -78,7 +78,7 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 		}
 		// A crash between mkdir and the intent record, or in the middle
 		// of removing the directory.
-		return func(ctx context.Context) { m.cleanOrphan(ctx, id) }
+		return func(ctx context.Context) { m.recovered(m.cleanOrphan(ctx, id), metricsOrphan) }
 	}
 	c := &ctr{rec: rec}
 	if err == nil {
@@ -86,6 +86,7 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 	}
 	if err != nil {
 		m.setAside(id, err)
+		m.cfg.Observer.Recovered(recoveredKind, "set_aside")
 		return func(ctx context.Context) { m.cleanSetAside(ctx, id) }
 	}
 	// References first, so no Prune can take a layer a mount still uses;
@@ -100,11 +101,13 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 	if rec.State == Creating || rec.State == Removing {
 		return func(ctx context.Context) {
 			rt, _ := m.runtime(rec.Handler)
-			if err := m.undo(ctx, rt, c); err != nil {
+			err := m.undo(ctx, rt, c)
+			if err != nil {
 				m.log.Warn("undo interrupted container create or remove", "id", id, "state", rec.State, "err", err)
 			} else if rec.State == Removing {
 				m.emit(events.Deleted, c) // a Remove the crash cut off
 			}
+			m.recovered(err, "ok")
 		}
 	}
 	if rec.State != Exited {
@@ -121,8 +124,23 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 		defer close(c.recovered)
 		c.op.Lock()
 		defer c.op.Unlock()
-		m.restore(ctx, c)
+		m.recovered(m.restore(ctx, c), "ok")
 	}
+}
+
+// recoveredKind is the kind label of cradle_recovered_objects_total.
+const (
+	recoveredKind = "container"
+	metricsOrphan = "orphan_removed"
+)
+
+// recovered reports one reconciliation: result when err is nil, failed
+// otherwise.
+func (m *Manager) recovered(err error, result string) {
+	if err != nil {
+		result = "failed"
+	}
+	m.cfg.Observer.Recovered(recoveredKind, result)
 }
 
 // setAside renames an unreadable record to record.json.corrupt and logs
@@ -174,26 +192,32 @@ func waitRecovered(ctx context.Context, c *ctr) error {
 
 // cleanOrphan removes a container that has no usable record from every
 // runtime (the handler is unknown), the kernel and the disk.
-func (m *Manager) cleanOrphan(ctx context.Context, id string) {
+func (m *Manager) cleanOrphan(ctx context.Context, id string) error {
+	var errs []error
 	for h, rt := range m.cfg.Runtimes {
 		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
 			m.log.Warn("delete orphan container", "id", id, "handler", h, "err", err)
+			errs = append(errs, err)
 		}
 	}
 	if err := m.undo(ctx, nil, &ctr{rec: record{ID: id}}); err != nil {
 		m.log.Warn("remove orphan container", "id", id, "err", err)
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
 
 // restore finds out the truth about a kept container's process. The
-// caller holds c.op.
-func (m *Manager) restore(ctx context.Context, c *ctr) {
+// caller holds c.op. An error says what could not be put right (the
+// container is still recorded and watched).
+func (m *Manager) restore(ctx context.Context, c *ctr) error {
 	id := c.rec.ID
 	rt, err := m.runtime(c.rec.Handler)
 	if err != nil {
 		m.recordExit(c, oci.Exit{Code: 255, Message: err.Error()})
-		return
+		return nil
 	}
+	var failed error
 	if _, err := m.cfg.Sandboxes.Sandbox(c.rec.SandboxID); errors.Is(err, errdefs.ErrNotFound) {
 		// Its pod's record was lost or set aside: the pod's network was
 		// torn down as an orphan's and its IP may go to another pod, so
@@ -201,27 +225,30 @@ func (m *Manager) restore(ctx context.Context, c *ctr) {
 		m.log.Warn("container's pod sandbox is gone; killing the container", "id", id, "pod", c.rec.SandboxID)
 		if err := rt.Kill(ctx, id, unix.SIGKILL, true); err != nil {
 			m.log.Warn("kill container of a lost pod", "id", id, "err", err)
+			failed = err
 		}
 	}
 	exit, exited, err := rt.ExitStatus(id)
 	switch {
 	case exited:
 		m.recordExit(c, exit)
-		return
+		return failed
 	case errors.Is(err, errdefs.ErrNotFound):
 		// Its runtime state is gone: the state dir was wiped (a reboot).
 		m.recordExit(c, oci.Exit{Code: 255, Message: "container state lost (host rebooted?): " + err.Error()})
-		return
+		return failed
 	case err != nil:
 		// A corrupt exit file: the process is gone, how it ended is not known.
 		m.recordExit(c, oci.Exit{Code: 255, Message: err.Error()})
-		return
+		return failed
 	}
 	if err := m.ensureRootfs(c); err != nil {
 		m.log.Warn("remount container rootfs", "id", id, "err", err)
+		failed = err
 	}
 	if _, err := m.mountImageVolumes(c); err != nil {
 		m.log.Warn("remount container image volumes", "id", id, "err", err)
+		failed = err
 	}
 	c.mu.Lock()
 	c.exited = make(chan struct{})
@@ -229,14 +256,19 @@ func (m *Manager) restore(ctx context.Context, c *ctr) {
 	if c.state() == Created {
 		// A start the crash cut off before its record.
 		st, err := rt.State(ctx, id)
-		if err != nil || st.Status == oci.StatusCreated {
-			return
+		if err != nil {
+			return errors.Join(failed, err)
+		}
+		if st.Status == oci.StatusCreated {
+			return failed
 		}
 		if err := m.update(c, func(r *record) { r.State, r.StartedAt = Running, time.Now() }); err != nil {
 			m.log.Warn("record start", "id", id, "err", err)
+			failed = err
 		}
 	}
 	m.watch(rt, c)
+	return failed
 }
 
 // ensureRootfs mounts the rootfs of a live container again if it is gone,

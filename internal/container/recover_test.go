@@ -41,6 +41,10 @@ func TestRestartFindsRunningAndExited(t *testing.T) {
 	})
 	rt.Close()
 	e.open()
+	// running, exits and created were reconciled; nothing failed.
+	if got := e.obs.get("recovered container ok"); got != 3 {
+		t.Errorf("containers recovered ok = %d, want 3 (failed: %d)", got, e.obs.get("recovered container failed"))
+	}
 
 	c, err := e.m.Status(exits)
 	if err != nil {

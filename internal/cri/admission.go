@@ -56,6 +56,7 @@ type admission struct {
 	calls, watches chan struct{}
 	log            *slog.Logger
 	rl             *rateLog
+	obs            CallObserver
 }
 
 func newAdmission(calls, watches int, log *slog.Logger, rl *rateLog) *admission {
@@ -76,6 +77,9 @@ func (a *admission) tap(ctx context.Context, info *tap.Info) (context.Context, e
 	default:
 	}
 	method := path.Base(info.FullMethodName)
+	if a.obs != nil {
+		a.obs.Call(method, codes.ResourceExhausted.String(), 0)
+	}
 	err := status.Errorf(codes.ResourceExhausted, "%s: %d %s are in flight, the most cradle serves at once; retry later", method, cap(sem), what)
 	a.rl.log("refused\x00"+method, "refused\x00"+method, func(repeats int) {
 		a.log.Warn("CRI call refused: too many in flight", "method", method, "limit", cap(sem), "repeated", repeats)
@@ -85,15 +89,20 @@ func (a *admission) tap(ctx context.Context, info *tap.Info) (context.Context, e
 
 // ServerOptions are the gRPC server options of the CRI socket: message
 // size limits, the in-flight caps, and the interceptors, sharing one rate
-// limit on repeated log lines.
-func ServerOptions(log *slog.Logger) []grpc.ServerOption {
-	return serverOptions(log, MaxCallsInFlight, MaxWatchesInFlight)
+// limit on repeated log lines. obs, if not nil, hears of every call
+// answered or refused (metrics).
+func ServerOptions(log *slog.Logger, obs CallObserver) []grpc.ServerOption {
+	return serverOptions(log, obs, MaxCallsInFlight, MaxWatchesInFlight)
 }
 
-func serverOptions(log *slog.Logger, calls, watches int) []grpc.ServerOption {
+func serverOptions(log *slog.Logger, obs CallObserver, calls, watches int) []grpc.ServerOption {
+	if obs == nil {
+		obs = noCalls{}
+	}
 	rl := newRateLog(logWindow, logKeys)
 	a := newAdmission(calls, watches, log, rl)
-	ic := &interceptors{log: log, rl: rl}
+	a.obs = obs
+	ic := &interceptors{log: log, rl: rl, obs: obs}
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMsgSize),
 		grpc.MaxSendMsgSize(MaxMsgSize),

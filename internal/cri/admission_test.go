@@ -62,7 +62,7 @@ func serveCappedConn(t *testing.T, calls, watches int, b *blockingRuntime) (dial
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(serverOptions(quiet, calls, watches)...)
+	srv := grpc.NewServer(serverOptions(quiet, nil, calls, watches)...)
 	runtimeapi.RegisterRuntimeServiceServer(srv, b)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)

@@ -270,7 +270,7 @@ func newFuzzHarness(f testing.TB) *fuzzHarness {
 	must(err)
 	f.Cleanup(func() { collector.Close() })
 
-	srv := grpc.NewServer(ServerOptions(log)...)
+	srv := grpc.NewServer(ServerOptions(log, nil)...)
 	api := New(cfg, images, log).WithPods(pods, network).WithContainers(containers).WithStats(collector, targets).
 		WithRuntimeHandlers([]string{"runc"}).WithEvents(evs).WithRuntimeFeatures(node.Runtimes).WithUserNamespaces(h.root)
 	streams, err := ListenStreaming(config.StreamConfig{Address: "127.0.0.1", URLTTL: config.Duration(time.Minute)}, containers, pods)

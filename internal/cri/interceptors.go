@@ -19,27 +19,40 @@ import (
 // its handler runs, turn a panic into codes.Internal (the daemon survives
 // bad input), map domain errors to gRPC codes, and log each call: failures
 // at warn, rate-limited (ratelog.go), the rest at debug so kubelet's 1 s
-// polling does not flood the log.
+// polling does not flood the log. Each call is counted (obs) and, while
+// tracing is on, gets a span (trace.go).
 type interceptors struct {
 	log *slog.Logger
 	rl  *rateLog
+	obs CallObserver
 }
+
+// CallObserver hears of every CRI call once it is answered: method is the
+// RPC's short name (RunPodSandbox), code the gRPC code's name (OK).
+type CallObserver interface {
+	Call(method, code string, took time.Duration)
+}
+
+type noCalls struct{}
+
+func (noCalls) Call(string, string, time.Duration) {}
 
 // UnaryInterceptor is the unary interceptor of ServerOptions, with a rate
 // limit of its own.
 func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return (&interceptors{log: log, rl: newRateLog(logWindow, logKeys)}).unary
+	return (&interceptors{log: log, rl: newRateLog(logWindow, logKeys), obs: noCalls{}}).unary
 }
 
 // StreamInterceptor is the stream interceptor of ServerOptions, with a
 // rate limit of its own.
 func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
-	return (&interceptors{log: log, rl: newRateLog(logWindow, logKeys)}).stream
+	return (&interceptors{log: log, rl: newRateLog(logWindow, logKeys), obs: noCalls{}}).stream
 }
 
 func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
 	method := path.Base(info.FullMethod)
+	ctx, span := startCallSpan(ctx, info.FullMethod)
 	defer func() {
 		if r := recover(); r != nil {
 			ic.panicked(method, r)
@@ -47,6 +60,8 @@ func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 		}
 		err = mapError(method, err)
 		ic.logCall(ctx, method, start, err)
+		ic.obs.Call(method, status.Code(err).String(), time.Since(start))
+		endCallSpan(span, err)
 	}()
 	if err := checkRequest(method, req); err != nil {
 		return nil, err
@@ -57,6 +72,7 @@ func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	start := time.Now()
 	method := path.Base(info.FullMethod)
+	ctx, span := startCallSpan(ss.Context(), info.FullMethod)
 	defer func() {
 		if r := recover(); r != nil {
 			ic.panicked(method, r)
@@ -64,8 +80,10 @@ func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		}
 		err = mapError(method, err)
 		ic.logCall(ss.Context(), method, start, err)
+		ic.obs.Call(method, status.Code(err).String(), time.Since(start))
+		endCallSpan(span, err)
 	}()
-	return handler(srv, checkedStream{ServerStream: ss, method: method})
+	return handler(srv, checkedStream{ServerStream: ss, method: method, ctx: ctx})
 }
 
 // checkedStream checks the request of a server-streaming RPC when its
@@ -73,7 +91,10 @@ func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 type checkedStream struct {
 	grpc.ServerStream
 	method string
+	ctx    context.Context // carries the call's span
 }
+
+func (s checkedStream) Context() context.Context { return s.ctx }
 
 func (s checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {

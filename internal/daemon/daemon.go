@@ -22,6 +22,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/sandbox"
 	"github.com/cradle-runtime/cradle/internal/spec"
 	"github.com/cradle-runtime/cradle/internal/stats"
+	"github.com/cradle-runtime/cradle/internal/tracing"
 	"github.com/cradle-runtime/cradle/internal/version"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -62,6 +63,14 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		defer stop()
 	}
 
+	// Tracing first, so recovery's and the first calls' spans are kept;
+	// metrics count from here on, and are served once the stores exist.
+	tel := newTelemetry(log)
+	defer tel.Close()
+	if err := tracing.Apply(cfg.Tracing, log); err != nil {
+		return err
+	}
+
 	layers, err := layer.Open(filepath.Join(cfg.Root, "layers"))
 	if err != nil {
 		return fmt.Errorf("open layer store: %w", err)
@@ -71,6 +80,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		RegistryConfigPath:     cfg.Registry.ConfigPath,
 		MaxConcurrentDownloads: cfg.Registry.MaxConcurrentDownloads,
 		StallTimeout:           cfg.Registry.StallTimeout.Std(),
+		Observer:               tel.metrics,
 	}, layers)
 	if err != nil {
 		return fmt.Errorf("open image store: %w", err)
@@ -97,7 +107,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	var containers *container.Manager
 	// Lifecycle events of both managers, recovery's included, for
 	// GetContainerEvents; Close before the graceful stop ends its streams.
-	evs := cri.NewEvents(events.Config{}, log.With("component", "events"))
+	evs := cri.NewEvents(events.Config{OnDrop: tel.metrics.EventsDropped}, log.With("component", "events"))
 	defer evs.Close()
 	pods, err := sandbox.New(ctx, sandbox.Config{
 		Root:           cfg.Root,
@@ -108,6 +118,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Node:           node,
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
 		Events:         evs.Sandbox,
+		Observer:       tel.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("open pod sandboxes: %w", err)
@@ -123,6 +134,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Sandboxes:      podLookup{pods: pods},
 		Log:            log.With("component", "container"),
 		Events:         evs.Container,
+		Observer:       tel.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("open containers: %w", err)
@@ -146,7 +158,12 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		log.Warn("pruning unreferenced layers failed", "err", err)
 	}
 
-	srv := grpc.NewServer(cri.ServerOptions(log)...)
+	tel.pods, tel.containers, tel.runtimes = pods, containers, runtimes
+	if err := tel.server.Apply(cfg.Metrics); err != nil {
+		return err
+	}
+
+	srv := grpc.NewServer(cri.ServerOptions(log, tel.metrics)...)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
 		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).

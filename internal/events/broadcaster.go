@@ -46,6 +46,11 @@ type Config struct {
 	BacklogAge time.Duration
 	// Now is the clock; tests set it.
 	Now func() time.Time
+	// OnDrop, if set, counts events lost: one for each subscriber dropped
+	// for falling behind (the event it could not take), and each kept
+	// event that fell off the backlog or aged out of it. It is called
+	// with the Broadcaster's lock held and must return at once.
+	OnDrop func(n int)
 }
 
 // Broadcaster delivers every published value to every subscriber in
@@ -77,6 +82,9 @@ func New[T any](cfg Config) *Broadcaster[T] {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.OnDrop == nil {
+		cfg.OnDrop = func(int) {}
 	}
 	return &Broadcaster[T]{cfg: cfg, subs: map[*Subscription[T]]struct{}{}}
 }
@@ -154,6 +162,7 @@ func (b *Broadcaster[T]) Publish(v T) {
 		case s.ch <- v:
 		default:
 			b.dropLocked(s, ErrSlow)
+			b.cfg.OnDrop(1)
 		}
 	}
 }
@@ -202,6 +211,7 @@ func (b *Broadcaster[T]) keep(v T) {
 		// The next subscriber relists first (kubelet does after any
 		// stream error), which covers what falls off here.
 		b.backlog = append(b.backlog[:0], b.backlog[1:]...)
+		b.cfg.OnDrop(1)
 	}
 	b.backlog = append(b.backlog, kept[T]{at: b.cfg.Now(), v: v})
 }
@@ -215,5 +225,6 @@ func (b *Broadcaster[T]) expire() {
 	}
 	if i > 0 {
 		b.backlog = append(b.backlog[:0], b.backlog[i:]...)
+		b.cfg.OnDrop(i)
 	}
 }

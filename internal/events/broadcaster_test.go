@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,7 +110,8 @@ func TestConcurrentPublishersYieldOneOrderForAll(t *testing.T) {
 }
 
 func TestSlowSubscriberIsDroppedWithoutBlockingThePublisher(t *testing.T) {
-	b := New[int](Config{Buffer: 4})
+	var dropped atomic.Int64
+	b := New[int](Config{Buffer: 4, OnDrop: func(n int) { dropped.Add(int64(n)) }})
 	slow := b.Subscribe(context.Background()) // never reads while publishing
 	fast := b.Subscribe(context.Background())
 	const n = 1000
@@ -159,6 +161,10 @@ func TestSlowSubscriberIsDroppedWithoutBlockingThePublisher(t *testing.T) {
 	}
 	if fast.Err() != nil || b.Subscribers() != 1 {
 		t.Errorf("fast: %v, subscribers %d; want the fast one alone, still active", fast.Err(), b.Subscribers())
+	}
+	// The event the slow one could not take; later ones were never its.
+	if n := dropped.Load(); n != 1 {
+		t.Errorf("dropped = %d, want 1", n)
 	}
 }
 
@@ -212,12 +218,17 @@ func TestBacklogReplaysEventsPublishedWhileNobodyListened(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	b := New[int](Config{Buffer: 8, Backlog: 3, BacklogAge: time.Minute, Now: clock})
+	var dropped atomic.Int64
+	b := New[int](Config{Buffer: 8, Backlog: 3, BacklogAge: time.Minute, Now: clock,
+		OnDrop: func(n int) { dropped.Add(int64(n)) }})
 
 	b.Publish(0) // expires
 	advance(2 * time.Minute)
 	for i := 1; i <= 4; i++ { // 1 falls off: the backlog holds 3
 		b.Publish(i)
+	}
+	if n := dropped.Load(); n != 2 {
+		t.Errorf("dropped = %d, want 2 (0 aged out, 1 fell off)", n)
 	}
 	sub := b.Subscribe(context.Background())
 	b.Publish(5)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -59,7 +60,9 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth, progress fun
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			start := time.Now()
 			img, err := s.pull(wctx, r, creds, func(p Progress) { s.broadcast(f, p) })
+			s.cfg.Observer.PullDone(pullResult(wctx, err), time.Since(start))
 			cancel()
 			s.fmu.Lock()
 			if s.flights[key] == f {
@@ -103,6 +106,17 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth, progress fun
 		}
 		return Image{}, fmt.Errorf("pull %s: %w", r, ctx.Err())
 	}
+}
+
+// pullResult names a pull's outcome for the Observer.
+func pullResult(ctx context.Context, err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case ctx.Err() != nil:
+		return "cancelled"
+	}
+	return "failure"
 }
 
 func (s *Service) broadcast(f *flight, p Progress) {

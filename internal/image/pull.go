@@ -11,7 +11,9 @@ import (
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/layer"
+	"github.com/cradle-runtime/cradle/internal/tracing"
 	"github.com/opencontainers/go-digest"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -60,7 +62,10 @@ func (s *Service) doPull(parent context.Context, ref Ref, creds *credentials, re
 	defer p.wd.close()
 	p.rem.onRead = p.wd.progress
 
-	if p.res, err = p.rem.resolve(ctx, s.cfg.Platform); err != nil {
+	rctx, span := tracing.Start(ctx, "image.resolve", attribute.String("image.ref", ref.String()))
+	p.res, err = p.rem.resolve(rctx, s.cfg.Platform)
+	tracing.End(span, err)
+	if err != nil {
 		return Image{}, stallOr(ctx, err)
 	}
 	p.wd.progress()
@@ -162,6 +167,7 @@ func (p *puller) ensure(ctx context.Context, i int) error {
 			crashpoint.Hit(crashpoint.PullLayerCommited)
 			if !filled.Load() {
 				p.progress.layerPresent(i)
+				p.s.cfg.Observer.LayerReused()
 			}
 			return nil
 		}
@@ -178,7 +184,7 @@ func (p *puller) ensure(ctx context.Context, i int) error {
 
 // fill downloads layer i into dir. It runs under the layer store's context,
 // which lives while any pull still waits for this layer.
-func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error) {
+func (p *puller) fill(ctx context.Context, i int, dir string) (_ layer.Info, err error) {
 	chainID := p.chainIDs[i]
 	p.queue(chainID, 1)
 	select {
@@ -191,6 +197,12 @@ func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error
 	}
 	desc := p.res.manifest.Layers[i]
 	what := "layer " + desc.Digest.String()
+	// The blob streams into the unpack, so the download span covers the
+	// request and the transfer, the unpack span (its child) the transfer
+	// from the first byte on, decompression and applying the files.
+	ctx, span := tracing.Start(ctx, "image.layer.download",
+		attribute.String("image.layer.digest", desc.Digest.String()), attribute.Int64("image.layer.size", desc.Size))
+	defer func() { tracing.End(span, err) }()
 	resp, err := p.rem.get(ctx, CapPull, "/"+p.ref.Path+"/blobs/"+desc.Digest.String(), "", what)
 	if err != nil {
 		return layer.Info{}, err
@@ -205,9 +217,12 @@ func (p *puller) fill(ctx context.Context, i int, dir string) (layer.Info, error
 			p.s.watchers.poke(chainID)
 			p.pokeQueued()
 			p.progress.add(n)
+			p.s.cfg.Observer.PullBytes(n)
 		},
 	}
-	info, err := u.unpack(ctx, dir, resp.Body)
+	uctx, uspan := tracing.Start(ctx, "image.layer.unpack", attribute.String("image.layer.diff_id", u.diffID.String()))
+	info, err := u.unpack(uctx, dir, resp.Body)
+	tracing.End(uspan, err)
 	if err != nil {
 		return layer.Info{}, err
 	}

@@ -42,7 +42,29 @@ type Config struct {
 	StallTimeout time.Duration
 	// Platform selects from manifest lists; zero value = host (linux/runtime.GOARCH).
 	Platform ocispec.Platform
+	// Observer, if set, hears of pulls (metrics).
+	Observer Observer
 }
+
+// Observer hears what pulls do. Its methods are called from the pull's
+// goroutines and must return at once.
+type Observer interface {
+	// PullDone is called once per pull (a download shared by every caller
+	// of one reference) with "success", "failure" or "cancelled" (every
+	// caller gave up, or the service closed).
+	PullDone(result string, took time.Duration)
+	// PullBytes counts compressed layer bytes received.
+	PullBytes(n int)
+	// LayerReused counts a layer a pull did not download itself: it was
+	// in the store, or another pull was unpacking it.
+	LayerReused()
+}
+
+type noObserver struct{}
+
+func (noObserver) PullDone(string, time.Duration) {}
+func (noObserver) PullBytes(int)                  {}
+func (noObserver) LayerReused()                   {}
 
 // Auth is the CRI AuthConfig in domain form.
 type Auth struct {
@@ -120,6 +142,9 @@ func New(cfg Config, ls *layer.Store) (*Service, error) {
 	}
 	if cfg.StallTimeout < 0 {
 		return nil, errdefs.InvalidArgument("image service: negative stall timeout %s", cfg.StallTimeout)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("image service: %w", err)

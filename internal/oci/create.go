@@ -14,8 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/tracing"
 )
 
 // CreateOpts describes one container to create under conmon.
@@ -54,6 +57,9 @@ const DefaultCreateTimeout = DefaultCallTimeout
 // nothing is left behind. A container id that already has state here is
 // refused with ErrAlreadyExists, before anything touches its files.
 func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error) {
+	ctx, span := tracing.Start(ctx, "oci.create",
+		attribute.String("oci.handler", r.cfg.Handler), attribute.String("container.id", o.ID))
+	defer func() { tracing.End(span, err) }()
 	if err := r.refuseRetired(o.ID); err != nil {
 		return 0, err
 	}
@@ -116,9 +122,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 		cmd.Env = append(cmd.Env, "_OCI_STARTPIPE=4")
 		defer startR.Close()
 	}
+	// conmon start: until the first conmon has forked the monitor and
+	// exited; the monitor then runs the runtime's create, read below.
+	_, conmonSpan := tracing.Start(ctx, "conmon.start")
 	err = cmd.Start()
 	syncW.Close() // conmon has its copy; ours would hide conmon's EOF
 	if err != nil {
+		tracing.End(conmonSpan, err)
 		return 0, fmt.Errorf("start conmon for %s: %w", o.ID, err)
 	}
 	if o.PlaceMonitor != nil {
@@ -126,16 +136,20 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 		if perr := o.PlaceMonitor(cmd.Process.Pid); perr != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
+			tracing.End(conmonSpan, perr)
 			return 0, fmt.Errorf("place conmon of %s: %w", o.ID, perr)
 		}
 		if _, err = startW.Write([]byte{0}); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
+			tracing.End(conmonSpan, err)
 			return 0, fmt.Errorf("start conmon of %s: %w", o.ID, err)
 		}
 	}
 	// The first conmon forks the real monitor, writes its pid and exits.
-	if err = cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	tracing.End(conmonSpan, err)
+	if err != nil {
 		return 0, errdefs.WithKind(kindOf(ctx, errKindUnknown),
 			fmt.Errorf("conmon for %s: %w: %s", o.ID, err, tail(stderr, 4096)))
 	}

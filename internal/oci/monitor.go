@@ -67,6 +67,20 @@ func (r *Runtime) trackLocked(m *monitor, fn func()) bool {
 	return true
 }
 
+// Monitors is the number of conmon processes being supervised (a container
+// whose conmon is gone and that the daemon adopted is not counted).
+func (r *Runtime) Monitors() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.monitors {
+		if m.watch != nil {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *Runtime) monitorOf(id string) *monitor {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -17,8 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/proctree"
+	"github.com/cradle-runtime/cradle/internal/tracing"
 )
 
 // Config describes one runtime handler (RuntimeClass) and where its state lives.
@@ -213,7 +216,9 @@ func (r *Runtime) globalArgs() []string {
 // the call timeout passes it is killed with its group and descendants
 // (proctree.Kill): a runtime that is a wrapper script must leave neither
 // running children nor zombies behind.
-func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) (_ []byte, err error) {
+	ctx, span := tracing.Start(ctx, "oci."+args[0], attribute.String("oci.handler", r.cfg.Handler))
+	defer func() { tracing.End(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, r.cfg.RuntimePath, append(r.globalArgs(), args...)...)

@@ -193,6 +193,8 @@ func TestHostNetworkOwnIPC(t *testing.T) {
 
 func TestRestartFindsReadyPod(t *testing.T) {
 	e := newEnv(t, true)
+	obs := &podCounts{}
+	e.cfg.Observer = obs
 	ctx := context.Background()
 	m1 := e.manager(t)
 	id, err := m1.Run(ctx, podConfig("survivor"), "")
@@ -200,8 +202,17 @@ func TestRestartFindsReadyPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := m1.Get(id)
+	if ready, _ := obs.get(); len(ready) != 1 || ready[0] <= 0 {
+		t.Errorf("pod start durations observed: %v, want one", ready)
+	}
+	if n := m1.CountByState(); n[Ready] != 1 || len(n) != 1 {
+		t.Errorf("count by state = %v, want one ready pod", n)
+	}
 
 	m2 := e.manager(t) // m1 is abandoned, as by a daemon restart
+	if _, rec := obs.get(); rec["pod ok"] != 1 || len(rec) != 1 {
+		t.Errorf("recovered = %v, want one pod ok", rec)
+	}
 	after, err := m2.Get(id)
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +230,9 @@ func TestRestartFindsReadyPod(t *testing.T) {
 	wantKind(t, err, errdefs.ErrAlreadyExists)
 	if err := m2.Remove(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+	if n := m2.CountByState(); len(n) != 0 {
+		t.Errorf("count by state after Remove = %v", n)
 	}
 	e.assertNoTrace(t)
 }

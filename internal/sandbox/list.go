@@ -54,3 +54,21 @@ func matchLabels(labels, sel map[string]string) bool {
 	}
 	return true
 }
+
+// CountByState counts the pods in each state, from memory, holding the
+// index lock only to copy it (the metrics gauges read it at scrape time).
+func (m *Manager) CountByState() map[State]int {
+	m.mu.Lock()
+	pods := make([]*pod, 0, len(m.byID))
+	for _, p := range m.byID {
+		pods = append(pods, p)
+	}
+	m.mu.Unlock()
+	out := map[State]int{}
+	for _, p := range pods {
+		if p.visible() {
+			out[p.view.Load().State]++
+		}
+	}
+	return out
+}

@@ -63,6 +63,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			// operator has to release by hand.
 			slog.Error("sandbox recovery: unreadable pod record set aside", "path", path, "setAside", path+".corrupt", "err", err)
 			os.Rename(path, path+".corrupt")
+			m.cfg.Observer.Recovered(recoveredKind, "set_aside")
 			continue
 		}
 		p.done, p.recovering = make(chan struct{}), true
@@ -85,11 +86,13 @@ func (m *Manager) recoverPod(ctx context.Context, p *pod) {
 	defer p.mu.Unlock()
 	defer close(p.done)
 	log := slog.With("pod", p.id, "name", p.name)
+	result := "ok"
 	switch p.rec.State {
 	case Creating:
 		log.Info("sandbox recovery: undoing an interrupted RunPodSandbox")
 		if err := m.undoCreate(p, errInterrupted); err != errInterrupted {
 			log.Error("sandbox recovery: undo failed; the pod stays NOTREADY", "err", err)
+			result = "failed"
 		}
 	case Ready:
 		if why := m.broken(p); why != "" {
@@ -98,13 +101,27 @@ func (m *Manager) recoverPod(ctx context.Context, p *pod) {
 			// recover.
 			if err := m.release(ctx, p); err != nil {
 				log.Error("sandbox recovery: stop failed", "err", err)
+				result = "failed"
 			}
 		}
 	default:
 		if err := m.teardown(ctx, p); err != nil {
 			log.Error("sandbox recovery: finishing an interrupted stop failed", "err", err)
+			result = "failed"
 		}
 	}
+	m.cfg.Observer.Recovered(recoveredKind, result)
+}
+
+// recoveredKind is the kind label of cradle_recovered_objects_total.
+const recoveredKind = "pod"
+
+// orphanResult is the recovery result of an orphan's teardown.
+func orphanResult(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "orphan_removed"
 }
 
 // waitRecovered lets an operation on p wait, within ctx, for the Run that
@@ -178,6 +195,7 @@ func (m *Manager) orphanJobs(attached []string) []func(context.Context) {
 			if err != nil {
 				slog.Error("sandbox recovery: orphan pod dir", "pod", id, "err", err)
 			}
+			m.cfg.Observer.Recovered(recoveredKind, orphanResult(err))
 		})
 	}
 	for _, id := range attached {
@@ -188,9 +206,11 @@ func (m *Manager) orphanJobs(attached []string) []func(context.Context) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 			defer cancel()
 			slog.Warn("sandbox recovery: detaching a CNI attachment without a record", "pod", id)
-			if err := m.cfg.CNI.Teardown(ctx, cni.PodNet{ID: id}); err != nil {
+			err := m.cfg.CNI.Teardown(ctx, cni.PodNet{ID: id})
+			if err != nil {
 				slog.Error("sandbox recovery: orphan CNI attachment", "pod", id, "err", err)
 			}
+			m.cfg.Observer.Recovered(recoveredKind, orphanResult(err))
 		})
 	}
 	return jobs

@@ -37,6 +37,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", errdefs.WithKind(errdefs.ErrInvalidArgument, err)
 	}
 	name := podName(cfg.GetMetadata())
+	start := time.Now()
 
 	m.mu.Lock()
 	if p, ok := m.names[name]; ok && p.recovering {
@@ -59,7 +60,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	// The work outlives the caller's deadline: kubelet gives up after its
 	// own timeout and retries, and the retry should find the pod finished
 	// rather than start over.
-	go m.runCreate(context.WithoutCancel(ctx), p, handler)
+	go m.runCreate(context.WithoutCancel(ctx), p, handler, start)
 	return m.wait(ctx, p)
 }
 
@@ -67,7 +68,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 // deadline.
 const createTimeout = 5 * time.Minute
 
-func (m *Manager) runCreate(ctx context.Context, p *pod, handler string) {
+func (m *Manager) runCreate(ctx context.Context, p *pod, handler string, start time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
 	p.mu.Lock()
@@ -76,6 +77,7 @@ func (m *Manager) runCreate(ctx context.Context, p *pod, handler string) {
 	if err != nil {
 		err = m.undoCreate(p, err)
 	} else {
+		m.cfg.Observer.PodReady(time.Since(start))
 		m.emitRun(p)
 	}
 	p.runErr = err

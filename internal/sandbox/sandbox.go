@@ -75,7 +75,23 @@ type Config struct {
 	// drive Run with no side effect (the CRI fuzz targets). The daemon
 	// leaves it nil.
 	BeforeStep func(step string) error
+	// Observer, if set, hears of pod starts and recovery (metrics).
+	Observer Observer
 }
+
+// Observer hears what pods do. Its methods must return at once.
+type Observer interface {
+	// PodReady observes the time from a Run's start to its pod being READY.
+	PodReady(took time.Duration)
+	// Recovered counts one pod reconciled after a start, kind "pod";
+	// result is ok, failed, set_aside or orphan_removed.
+	Recovered(kind, result string)
+}
+
+type noObserver struct{}
+
+func (noObserver) PodReady(time.Duration)   {}
+func (noObserver) Recovered(string, string) {}
 
 // State is a pod's lifecycle state.
 type State string
@@ -171,6 +187,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if cfg.HostHosts == "" {
 		cfg.HostHosts = "/etc/hosts"
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	m := &Manager{
 		cfg:     cfg,

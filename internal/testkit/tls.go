@@ -23,6 +23,7 @@ type pki struct {
 	server                      tls.Certificate
 	client                      *tls.Certificate
 	clientCertPEM, clientKeyPEM []byte
+	serverCertPEM, serverKeyPEM []byte
 	requireClient               bool
 }
 
@@ -88,6 +89,7 @@ func newPKI(withClient bool) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.serverCertPEM, p.serverKeyPEM = certPEM, keyPEM
 	if p.server, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, err
 	}
