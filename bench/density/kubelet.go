@@ -28,7 +28,8 @@ type kubelet struct {
 func (k *kubelet) manifests() string { return filepath.Join(k.dir, "manifests") }
 
 // config is kubelet's defaults wherever they touch the runtime (PLEG relist
-// every second, sync every minute, CRI stats), plus what a standalone kubelet
+// every second, sync every minute, container stats from CRI with CPU and
+// memory from cadvisor, as PodAndContainerStatsFromCRI is off by default), plus what a standalone kubelet
 // on this host needs: cgroupfs, cgroup v1 allowed, no swap check, ports of
 // its own on 127.0.0.1, its pod logs under dir.
 func (k *kubelet) config(ports [3]int, maxPods int) string {
@@ -52,7 +53,6 @@ authorization: {mode: AlwaysAllow}
 evictionHard: {memory.available: "50Mi", nodefs.available: "1%%", imagefs.available: "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-featureGates: {PodAndContainerStatsFromCRI: true}
 `, k.manifests(), k.socket, ports[0], ports[1], ports[2], filepath.Join(k.dir, "pod-logs"), maxPods)
 }
 

@@ -12,7 +12,7 @@ import (
 func printHeader(o options, fx *benchkit.PodFixture) {
 	fmt.Printf("density benchmark: a node of static pods under a real kubelet, cradle vs containerd, same machine, same run\n")
 	fmt.Printf("machine    load average %s\n", benchkit.LoadAverage())
-	fmt.Printf("kubelet    %s (standalone, static pods, PLEG relist 1s, CRI stats)\n", o.kubelet)
+	fmt.Printf("kubelet    %s (standalone, static pods, kubelet defaults: PLEG relist 1s, CRI stats provider)\n", o.kubelet)
 	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s\n", benchkit.ContainerdVersion(o.Containerd), o.Containerd, fx.Images.Pause)
 	fmt.Printf("cradle     %s (conmon + runc, no pause process)\n", fx.CradleBin)
 	fmt.Printf("pods       %d static pods of 1 container (%s: %q), images pulled beforehand\n", o.pods, fx.Images.Workload, benchkit.WorkloadCommand)

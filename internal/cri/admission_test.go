@@ -201,6 +201,15 @@ func TestSlotsComeBackOnEveryEnding(t *testing.T) {
 		if _, err := c.Version(cctx, &runtimeapi.VersionRequest{Version: "block"}); status.Code(err) != codes.Canceled {
 			t.Fatalf("cancelled call: %v", err)
 		}
+		// The client sees the cancel before the server's handler returns:
+		// its slot comes back a moment later.
+		eventually(t, "the cancelled call's slot comes back", func() error {
+			_, err := c.Version(ctx, &runtimeapi.VersionRequest{Version: "fail"})
+			if status.Code(err) == codes.ResourceExhausted {
+				return err
+			}
+			return nil
+		})
 		err := conn.Invoke(ctx, "/runtime.v1.RuntimeService/NoSuchMethod", &runtimeapi.VersionRequest{}, &runtimeapi.VersionResponse{})
 		if status.Code(err) != codes.Unimplemented {
 			t.Fatalf("unknown method: %v", err)

@@ -319,7 +319,7 @@ func (s *Server) ListPodSandboxMetrics(context.Context, *runtimeapi.ListPodSandb
 }
 
 func (s *Server) podMetrics(sb *sandbox.Sandbox, cs []container.Container) (*runtimeapi.PodSandboxMetrics, error) {
-	smp, err := s.stats.c.Pod(podTarget(sb, cs))
+	smp, err := s.stats.c.PodFull(podTarget(sb, cs))
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +351,7 @@ func (s *Server) podMetrics(sb *sandbox.Sandbox, cs []container.Container) (*run
 }
 
 func (s *Server) containerMetrics(c *container.Container) (*runtimeapi.ContainerMetrics, error) {
-	smp, err := s.stats.c.Get(s.stats.targets.target(c.ID))
+	smp, err := s.stats.c.GetFull(s.stats.targets.target(c.ID))
 	if err != nil {
 		return nil, err
 	}

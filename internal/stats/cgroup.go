@@ -146,9 +146,9 @@ type CgroupSample struct {
 }
 
 // Sample reads the cgroup's stats and its details in one pass: files both
-// need (memory.stat, cpu.stat) are read once. A cgroup that does not exist
-// is ErrNotFound.
-func (h Hierarchy) Sample(cgroupsPath string) (CgroupSample, error) {
+// need (memory.stat, cpu.stat) are read once; without full, only the light
+// details (see Detail.Full). A cgroup that does not exist is ErrNotFound.
+func (h Hierarchy) Sample(cgroupsPath string, full bool) (CgroupSample, error) {
 	var (
 		s   CgroupSample
 		err error
@@ -162,7 +162,7 @@ func (h Hierarchy) Sample(cgroupsPath string) (CgroupSample, error) {
 	if err != nil {
 		return CgroupSample{}, notFound(cgroupsPath, err)
 	}
-	s.Detail, s.DetailErr = h.readDetail(cgroupsPath, kv)
+	s.Detail, s.DetailErr = h.readDetail(cgroupsPath, kv, full)
 	return s, nil
 }
 

@@ -82,6 +82,9 @@ type Collector struct {
 	// loop samples only while someone reads, so a node whose kubelet takes
 	// its stats elsewhere (cadvisor) pays nothing per pod.
 	asked atomic.Int64
+	// metricsAsked is the same for metrics calls, the only readers of a
+	// full Detail: without them the loop takes light samples.
+	metricsAsked atomic.Int64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -157,30 +160,38 @@ func (c *Collector) wanted(now time.Time) bool {
 	return now.Sub(time.Unix(0, c.asked.Load())) < c.idleAfter()
 }
 
-// fresh marks a read and tells whether a sample taken at ts can be
-// served: while the loop runs, anything it stored is; once it has idled,
-// a sample older than an interval is read again on the caller's path.
-func (c *Collector) fresh(ts time.Time) bool {
+// fullWanted tells whether metrics were read recently: then every sample
+// reads the full Detail.
+func (c *Collector) fullWanted(now time.Time) bool {
+	return now.Sub(time.Unix(0, c.metricsAsked.Load())) < c.idleAfter()
+}
+
+// read marks a read, which keeps the loop sampling, and returns when the
+// loop's samples may be served: while it runs, anything it stored is; once
+// it has idled, a sample older than an interval is read again on the
+// caller's path.
+func (c *Collector) read() (fresh func(ts time.Time) bool) {
 	now := time.Now()
 	wasWanted := c.wanted(now)
 	c.asked.Store(now.UnixNano())
-	return wasWanted || now.Sub(ts) < c.cfg.Interval
+	return func(ts time.Time) bool { return wasWanted || now.Sub(ts) < c.cfg.Interval }
 }
 
 // Refresh samples every current target now and forgets containers and pods
 // that are no longer targets. Pods come after containers: a pod without a
 // cgroup of its own sums its containers' fresh samples.
 func (c *Collector) Refresh() {
-	c.refreshContainers()
-	c.refreshPods()
+	full := c.fullWanted(time.Now())
+	c.refreshContainers(full)
+	c.refreshPods(full)
 }
 
-func (c *Collector) refreshContainers() {
+func (c *Collector) refreshContainers(full bool) {
 	targets := c.cfg.Targets()
 	keep := make(map[string]bool, len(targets))
 	for _, t := range targets {
 		keep[t.ID] = true
-		if _, err := c.sample(t); err != nil {
+		if _, err := c.sample(t, full); err != nil {
 			c.cfg.Log.Debug("sampling container stats failed", "id", t.ID, "err", err)
 		}
 	}
@@ -198,18 +209,30 @@ func (c *Collector) refreshContainers() {
 // since, and probing for a cgroup costs one failed open), or if the loop
 // had idled for want of readers and the sample is old.
 func (c *Collector) Get(t Target) (Sample, error) {
+	fresh := c.read()
 	c.mu.Lock()
 	s, ok := c.samples[t.ID]
 	c.mu.Unlock()
-	if ok && (s.HasCgroup || t.CgroupsPath == "") && c.fresh(s.Timestamp) {
+	if ok && (s.HasCgroup || t.CgroupsPath == "") && fresh(s.Timestamp) {
 		return s, nil
 	}
-	return c.sample(t)
+	return c.sample(t, c.fullWanted(time.Now()))
+}
+
+// GetFull is Get for metrics: the sample's Detail is full (when it could be
+// read), sampling again on the caller's path if the cached one is light.
+func (c *Collector) GetFull(t Target) (Sample, error) {
+	c.metricsAsked.Store(time.Now().UnixNano())
+	s, err := c.Get(t)
+	if err != nil || !s.HasCgroup || s.Detail.Full || !s.HasDetail {
+		return s, err
+	}
+	return c.sample(t, true)
 }
 
 // sample reads t and stores the result, deriving the CPU rate from the
 // previous sample and reusing the previous walk while it is fresh.
-func (c *Collector) sample(t Target) (Sample, error) {
+func (c *Collector) sample(t Target, full bool) (Sample, error) {
 	c.mu.Lock()
 	prev, hadPrev := c.samples[t.ID]
 	c.mu.Unlock()
@@ -217,7 +240,7 @@ func (c *Collector) sample(t Target) (Sample, error) {
 	now := time.Now()
 	s := Sample{Timestamp: now}
 	if t.CgroupsPath != "" {
-		cg, err := c.src.Cgroup(t.CgroupsPath)
+		cg, err := c.src.Cgroup(t.CgroupsPath, full)
 		switch {
 		case err == nil:
 			s.Cgroup, s.HasCgroup = cg.Stats, true

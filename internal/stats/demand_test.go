@@ -59,3 +59,25 @@ func TestLoopIdlesWithoutReaders(t *testing.T) {
 		time.Sleep(interval)
 	}
 }
+
+// Stats calls take light samples; a metrics call gets a full one on its
+// path, and while metrics are read the loop samples fully.
+func TestFullDetailOnlyForMetrics(t *testing.T) {
+	src, w := newFakeSource(), &fakeWorld{}
+	src.setCgroup("/pod/c1", CgroupStats{MemoryUsage: 4000})
+	tg := Target{ID: "c1", CgroupsPath: "/pod/c1"}
+	w.set([]Target{tg}, nil)
+	c := newFakeCollector(t, src, w)
+
+	s, err := c.Get(tg)
+	if err != nil || s.Detail.Full {
+		t.Fatalf("stats read: full=%v, %v; want a light sample", s.Detail.Full, err)
+	}
+	if s, err = c.GetFull(tg); err != nil || !s.Detail.Full {
+		t.Fatalf("metrics read: full=%v, %v; want a full sample", s.Detail.Full, err)
+	}
+	c.Refresh()
+	if s, err = c.Get(tg); err != nil || !s.Detail.Full {
+		t.Fatalf("loop while metrics are read: full=%v, %v", s.Detail.Full, err)
+	}
+}

@@ -36,6 +36,12 @@ type Detail struct {
 	CPUPressure, MemoryPressure, IOPressure *PSI
 
 	IO []DeviceIO
+
+	// Full tells that every figure was read. Stats calls need only
+	// pressure and process counts (Procs without FDs and sockets), which is
+	// all a light sample reads: the rest costs a dozen files and a walk of
+	// every process's fds per cgroup, and only metrics calls use it.
+	Full bool
 }
 
 // DeviceIO is block I/O of a cgroup on one device.
@@ -52,22 +58,26 @@ const noQuota = -1
 // ReadDetail reads the Detail of the cgroup at cgroupsPath. Like Read, a
 // cgroup that does not exist is ErrNotFound.
 func (h Hierarchy) ReadDetail(cgroupsPath string) (Detail, error) {
-	return h.readDetail(cgroupsPath, kvFiles{})
+	return h.readDetail(cgroupsPath, kvFiles{}, true)
 }
 
-func (h Hierarchy) readDetail(cgroupsPath string, kv kvFiles) (Detail, error) {
+func (h Hierarchy) readDetail(cgroupsPath string, kv kvFiles, full bool) (Detail, error) {
 	var (
 		d   Detail
 		err error
 	)
-	if h.V2 {
+	switch {
+	case !full:
+		err = h.processCounts(cgroupsPath, &d)
+	case h.V2:
 		err = h.detailV2(cgroupsPath, &d, kv)
-	} else {
+	default:
 		err = h.detailV1(cgroupsPath, &d, kv)
 	}
 	if err != nil {
 		return d, notFound(cgroupsPath, err)
 	}
+	d.Full = full
 	if !h.PSI {
 		return d, nil
 	}
@@ -108,6 +118,34 @@ func (h Hierarchy) readPressure(cgroupsPath string) (cpu, mem, io *PSI, err erro
 		}
 	}
 	return out[0], out[1], out[2], nil
+}
+
+// processCounts is the light sample's Procs: processes and threads only.
+func (h Hierarchy) processCounts(p string, d *Detail) (err error) {
+	dir, threads, err := h.procsDir(p)
+	if err != nil {
+		return err
+	}
+	d.Procs, err = readProcesses(dir, threads, false)
+	return err
+}
+
+// procsDir is the cgroup dir that lists the processes and its threads
+// file: v1's pids controller where it is mounted, else cpuacct, which every
+// v1 host has; v2's one dir.
+func (h Hierarchy) procsDir(p string) (dir, threadsFile string, err error) {
+	if h.V2 {
+		dir, err = h.dir(p, "")
+		return dir, "cgroup.threads", err
+	}
+	if dir, err = h.dir(p, "pids"); err != nil {
+		return "", "", err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return dir, "tasks", nil
+	}
+	dir, err = h.dir(p, "cpuacct")
+	return dir, "tasks", err
 }
 
 func (h Hierarchy) detailV1(p string, d *Detail, kv kvFiles) error {
@@ -171,13 +209,11 @@ func (h Hierarchy) detailV1(p string, d *Detail, kv kvFiles) error {
 	if err := optionalMax(&d.PidsMax, filepath.Join(dirs["pids"], "pids.max")); err != nil {
 		return err
 	}
-	// Processes are listed by the pids controller where it is mounted, else
-	// by cpuacct, which every v1 host has.
-	procDir := dirs["pids"]
-	if _, err := os.Stat(procDir); err != nil {
-		procDir = dirs["cpuacct"]
+	procDir, threads, err := h.procsDir(p)
+	if err != nil {
+		return err
 	}
-	if d.Procs, err = readProcesses(procDir, "tasks"); err != nil {
+	if d.Procs, err = readProcesses(procDir, threads, true); err != nil {
 		return err
 	}
 	if d.IO, err = readBlkioV1(dirs["blkio"]); err != nil {
@@ -230,7 +266,7 @@ func (h Hierarchy) detailV2(p string, d *Detail, kv kvFiles) error {
 	if err := optionalMax(&d.PidsMax, filepath.Join(dir, "pids.max")); err != nil {
 		return err
 	}
-	if d.Procs, err = readProcesses(dir, "cgroup.threads"); err != nil {
+	if d.Procs, err = readProcesses(dir, "cgroup.threads", true); err != nil {
 		return err
 	}
 	if d.IO, err = readIOStatV2(filepath.Join(dir, "io.stat")); err != nil {

@@ -150,7 +150,7 @@ func TestSystemdSliceParent(t *testing.T) {
 func TestSampleReadsStatsAndDetailTogether(t *testing.T) {
 	root := v1DetailTree(t)
 	h := Hierarchy{Root: root}
-	s, err := h.Sample("/pod/c1")
+	s, err := h.Sample("/pod/c1", true)
 	if err != nil || s.DetailErr != nil {
 		t.Fatal(err, s.DetailErr)
 	}
@@ -169,11 +169,44 @@ func TestSampleReadsStatsAndDetailTogether(t *testing.T) {
 	if err := os.Remove(root + "/cpuacct/pod/c1/cpuacct.stat"); err != nil {
 		t.Fatal(err)
 	}
-	s, err = h.Sample("/pod/c1")
+	s, err = h.Sample("/pod/c1", true)
 	if err != nil || s.DetailErr == nil || s.Stats != stats {
 		t.Fatalf("without cpuacct.stat: %+v, %v; want the stats and a detail error", s, err)
 	}
-	if _, err := h.Sample("/pod/gone"); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := h.Sample("/pod/gone", true); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("missing cgroup: %v", err)
+	}
+}
+
+// A light sample (what stats calls need) reads the stats, the process
+// counts and pressure, and none of the metrics-only figures.
+func TestLightSampleSkipsMetricsOnlyFigures(t *testing.T) {
+	root := v1DetailTree(t)
+	h := Hierarchy{Root: root}
+	full, err := h.Sample("/pod/c1", true)
+	if err != nil || full.DetailErr != nil || !full.Detail.Full {
+		t.Fatalf("full sample: %+v, %v", full, err)
+	}
+	light, err := h.Sample("/pod/c1", false)
+	if err != nil || light.DetailErr != nil {
+		t.Fatal(err, light.DetailErr)
+	}
+	d := light.Detail
+	switch {
+	case d.Full:
+		t.Fatal("light sample says it is full")
+	case light.Stats != full.Stats:
+		t.Fatalf("light stats %+v, full %+v", light.Stats, full.Stats)
+	case d.Procs.Processes != full.Detail.Procs.Processes || d.Procs.Threads != full.Detail.Procs.Threads:
+		t.Fatalf("light process counts %+v, full %+v", d.Procs, full.Detail.Procs)
+	case d.Procs.FDs != 0 || d.Procs.Sockets != 0 || d.Cache != 0 || d.CPUShares != 0 || d.OOMKills != 0 || d.IO != nil:
+		t.Fatalf("light sample read metrics-only figures: %+v", d)
+	}
+	// Even a broken metrics-only file leaves the light sample whole.
+	if err := os.Remove(root + "/cpuacct/pod/c1/cpuacct.stat"); err != nil {
+		t.Fatal(err)
+	}
+	if light, err = h.Sample("/pod/c1", false); err != nil || light.DetailErr != nil {
+		t.Fatalf("light sample without cpuacct.stat: %v, %v", err, light.DetailErr)
 	}
 }

@@ -51,16 +51,30 @@ type PodSample struct {
 // not lack its network for up to an interval. A pod sampled long ago,
 // while the loop idled for want of readers, is sampled again.
 func (c *Collector) Pod(t PodTarget) (PodSample, error) {
+	fresh := c.read()
 	c.mu.Lock()
 	s, ok := c.pods[t.ID]
 	c.mu.Unlock()
+	full := c.fullWanted(time.Now())
 	if ok && s.HasCgroup {
-		if c.fresh(s.Timestamp) {
+		if fresh(s.Timestamp) {
 			return s, nil
 		}
-		return c.samplePod(t, true)
+		return c.samplePod(t, true, full)
 	}
-	return c.samplePod(t, !ok)
+	return c.samplePod(t, !ok, full)
+}
+
+// PodFull is Pod for metrics: a pod with a cgroup of its own gets a full
+// Detail (see GetFull); a summed pod's Detail is its containers' Procs,
+// which metrics read from the containers themselves.
+func (c *Collector) PodFull(t PodTarget) (PodSample, error) {
+	c.metricsAsked.Store(time.Now().UnixNano())
+	s, err := c.Pod(t)
+	if err != nil || !s.HasCgroup || s.Summed || s.Detail.Full || !s.HasDetail {
+		return s, err
+	}
+	return c.samplePod(t, false, true)
 }
 
 // CachedPod returns t's cached sample without reading anything.
@@ -71,12 +85,12 @@ func (c *Collector) CachedPod(id string) (PodSample, bool) {
 	return s, ok
 }
 
-func (c *Collector) refreshPods() {
+func (c *Collector) refreshPods(full bool) {
 	targets := c.cfg.Pods()
 	keep := make(map[string]bool, len(targets))
 	for _, t := range targets {
 		keep[t.ID] = true
-		if _, err := c.samplePod(t, true); err != nil {
+		if _, err := c.samplePod(t, true, full); err != nil {
 			c.cfg.Log.Debug("sampling pod stats failed", "id", t.ID, "err", err)
 		}
 	}
@@ -89,7 +103,7 @@ func (c *Collector) refreshPods() {
 	c.mu.Unlock()
 }
 
-func (c *Collector) samplePod(t PodTarget, withNetwork bool) (PodSample, error) {
+func (c *Collector) samplePod(t PodTarget, withNetwork, full bool) (PodSample, error) {
 	c.mu.Lock()
 	prev, hadPrev := c.pods[t.ID]
 	c.mu.Unlock()
@@ -97,7 +111,7 @@ func (c *Collector) samplePod(t PodTarget, withNetwork bool) (PodSample, error) 
 	now := time.Now()
 	s := PodSample{Timestamp: now}
 	if t.CgroupsPath != "" {
-		cg, err := c.src.Cgroup(t.CgroupsPath)
+		cg, err := c.src.Cgroup(t.CgroupsPath, full)
 		switch {
 		case err == nil:
 			s.Cgroup, s.HasCgroup = cg.Stats, true

@@ -18,6 +18,7 @@ type fakeSource struct {
 	nets    map[string][]Interface
 	netErr  error
 	reads   atomic.Int64
+	full    []bool // the full argument of each Cgroup read
 }
 
 func newFakeSource() *fakeSource {
@@ -30,7 +31,7 @@ func (f *fakeSource) setCgroup(p string, cg CgroupStats) {
 	f.mu.Unlock()
 }
 
-func (f *fakeSource) Cgroup(p string) (CgroupSample, error) {
+func (f *fakeSource) Cgroup(p string, full bool) (CgroupSample, error) {
 	f.reads.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -39,7 +40,8 @@ func (f *fakeSource) Cgroup(p string) (CgroupSample, error) {
 		return CgroupSample{}, errdefs.NotFound("cgroup %s", p)
 	}
 	// One process per 1000 bytes of memory: arbitrary, but distinct per cgroup.
-	return CgroupSample{Stats: cg, Detail: Detail{Procs: ProcessStats{Processes: cg.MemoryUsage / 1000}}}, nil
+	f.full = append(f.full, full)
+	return CgroupSample{Stats: cg, Detail: Detail{Procs: ProcessStats{Processes: cg.MemoryUsage / 1000}, Full: full}}, nil
 }
 
 func (f *fakeSource) Network(p string) ([]Interface, error) {

@@ -20,8 +20,9 @@ type ProcessStats struct {
 
 // readProcesses walks the cgroup tree at dir: cgroup.procs lists each
 // cgroup's own processes only, and a pod's cgroup holds its containers'
-// below it. threadsFile is v1's "tasks" or v2's "cgroup.threads".
-func readProcesses(dir, threadsFile string) (ProcessStats, error) {
+// below it. threadsFile is v1's "tasks" or v2's "cgroup.threads". FDs and
+// sockets are counted only with withFDs.
+func readProcesses(dir, threadsFile string, withFDs bool) (ProcessStats, error) {
 	var ps ProcessStats
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -48,6 +49,9 @@ func readProcesses(dir, threadsFile string) (ProcessStats, error) {
 		ps.Processes += uint64(len(pids))
 		ps.Threads += uint64(len(tids))
 		for _, pid := range pids {
+			if !withFDs {
+				break
+			}
 			fds, socks := countFDs(pid)
 			ps.FDs += fds
 			ps.Sockets += socks

@@ -10,8 +10,9 @@ import (
 // counting fake in tests that prove an RPC costs no reads.
 type Source interface {
 	// Cgroup reads the cgroup at a runtime-spec cgroupsPath, stats and
-	// details together; a missing cgroup is ErrNotFound.
-	Cgroup(cgroupsPath string) (CgroupSample, error)
+	// details (all of them with full) together; a missing cgroup is
+	// ErrNotFound.
+	Cgroup(cgroupsPath string, full bool) (CgroupSample, error)
 	// Network reads the interfaces of a pinned network namespace.
 	Network(netnsPath string) ([]Interface, error)
 	// Layer walks a writable layer; Filesystem describes the filesystem
@@ -31,9 +32,9 @@ func HostSource(h Hierarchy) Source { return hostSource{h} }
 
 type hostSource struct{ h Hierarchy }
 
-func (s hostSource) Cgroup(p string) (CgroupSample, error)    { return s.h.Sample(p) }
-func (s hostSource) Network(p string) ([]Interface, error)    { return ReadNetwork(p) }
-func (s hostSource) Layer(dir string) (uint64, uint64, error) { return fsusage.Walk(dir) }
+func (s hostSource) Cgroup(p string, full bool) (CgroupSample, error) { return s.h.Sample(p, full) }
+func (s hostSource) Network(p string) ([]Interface, error)            { return ReadNetwork(p) }
+func (s hostSource) Layer(dir string) (uint64, uint64, error)         { return fsusage.Walk(dir) }
 
 func (s hostSource) Filesystem(dir string) (FsInfo, error) {
 	var st unix.Statfs_t
