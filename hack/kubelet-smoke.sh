@@ -10,8 +10,8 @@
 #   - removing the manifest tears the pod down: no container, mount or
 #     cgroup of it is left
 #
-# Needs a kubelet binary (KUBELET=/path/to/kubelet, or `kubelet` on PATH);
-# this script does not build one. Run as root on Debian 12:
+# Takes KUBELET=/path/to/kubelet, or `kubelet` on PATH, or else builds
+# v1.36.3 from the Go module proxy (hack/build-k8s.sh). Run as root on Debian 12:
 #   KUBELET=/path/to/kubelet ./hack/kubelet-smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,11 @@ export PATH=$PATH:/usr/local/go/bin
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 
 kubelet=${KUBELET:-$(command -v kubelet || true)}
-[ -x "$kubelet" ] || { echo "kubelet-smoke: no kubelet binary (set KUBELET=/path/to/kubelet)" >&2; exit 2; }
+if [ -z "$kubelet" ]; then
+  ./hack/build-k8s.sh /var/tmp/cradle-k8s-bin kubelet
+  kubelet=/var/tmp/cradle-k8s-bin/kubelet
+fi
+[ -x "$kubelet" ] || { echo "kubelet-smoke: $kubelet is not an executable kubelet" >&2; exit 2; }
 ./hack/install-deps.sh
 mkdir -p bin
 go build -o bin/cradle ./cmd/cradle
