@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -64,7 +63,7 @@ type daemon struct {
 	socket  string
 	config  string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *ptyReader // the daemon's output, safe to read while it runs
 	done    chan struct{}
 	exitErr error
 	// killOnCleanup is set by the first start: one cleanup, registered
@@ -141,7 +140,7 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 func (d *daemon) start() {
 	t := d.t
 	t.Helper()
-	d.log = &bytes.Buffer{}
+	d.log = &ptyReader{}
 	d.cmd = exec.Command(binary(t), "daemon", "--config", d.config)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
