@@ -76,6 +76,9 @@ type daemon struct {
 
 	// env is added to the next start's environment (a crash point).
 	env []string
+	// bin, when set, is the binary the next start runs instead of the
+	// test build (an upgrade).
+	bin string
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -141,7 +144,11 @@ func (d *daemon) start() {
 	t := d.t
 	t.Helper()
 	d.log = &ptyReader{}
-	d.cmd = exec.Command(binary(t), "daemon", "--config", d.config)
+	bin := binary(t)
+	if d.bin != "" {
+		bin = d.bin
+	}
+	d.cmd = exec.Command(bin, "daemon", "--config", d.config)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
