@@ -123,6 +123,9 @@ func TestUpgradeKeepsContainersRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := d.Images.RemoveImage(ctx, spec(image)); err != nil {
+		t.Fatal(err)
+	}
 	d.assertNoTrace(t, append(pods, ctrs...))
 }
 
