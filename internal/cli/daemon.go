@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -45,7 +46,7 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log, level := newLogger(cfg.LogLevel, cfg.LogFormat)
+			log, level := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 			// Packages that log through slog's default (sandbox recovery,
 			// libraries) then honour log_level and the daemon's format.
 			slog.SetDefault(log)
@@ -117,14 +118,16 @@ func newConfigCommand() *cobra.Command {
 	return cmd
 }
 
-func newLogger(level, format string) (*slog.Logger, *slog.LevelVar) {
+// newLogger is the daemon's logger: log_format picks text or JSON, and the
+// level is a LevelVar so a reload can change it.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // validated by config
 	lv.Set(l)
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), lv
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts)), lv
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
