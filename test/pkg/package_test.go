@@ -1,6 +1,10 @@
 // Package pkg tests the Debian package hack/package.sh builds: its
 // contents, then a real install with dpkg -i, the installed binary, and a
-// purge that leaves the machine as it was.
+// removal and purge. The install runs in a private mount namespace whose
+// /etc, /usr and /var/lib/dpkg are overlays on the host's: dpkg, the
+// binary and the conffile are real there, and the host never sees them
+// (another test looking for /etc/cradle, another dpkg run, a crash of
+// this test), so the machine stays as it was whatever happens.
 package pkg
 
 import (
@@ -14,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func run(t *testing.T, name string, args ...string) string {
@@ -48,8 +54,11 @@ func TestPackageBuildsInstallsAndPurges(t *testing.T) {
 	}
 	for _, p := range owned {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Skipf("%s exists on this machine: installing would overwrite it", p)
+			t.Skipf("%s exists on this machine: the checks assume a machine without cradle", p)
 		}
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare (util-linux) missing: the install needs a private mount namespace")
 	}
 	for _, dep := range []string{"runc", "conmon", "containernetworking-plugins", "catatonit", "iptables"} {
 		if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", dep).Output(); err != nil || !strings.Contains(string(out), "install ok installed") {
@@ -76,14 +85,78 @@ func TestPackageBuildsInstallsAndPurges(t *testing.T) {
 			t.Errorf("package info lacks %q:\n%s", want, info)
 		}
 	}
-	if conffiles := run(t, "dpkg-deb", "--ctrl-tarfile", deb); conffiles == "" {
-		t.Error("no control archive")
-	}
 	postinst := run(t, "sh", "-c", "dpkg-deb -I \"$0\" postinst", deb)
 	if !strings.Contains(postinst, "[ -d /run/systemd/system ]") || !strings.Contains(postinst, "systemctl enable cradle.service") {
 		t.Errorf("postinst does not enable the unit where systemd runs:\n%s", postinst)
 	}
 
+	// The install, in a private mount namespace: this test binary again,
+	// running only TestInstalledPackage.
+	child := exec.Command("unshare", "--mount", "--propagation", "private", os.Args[0],
+		"-test.run", "^TestInstalledPackage$", "-test.v", "-test.count=1")
+	ns, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Env = append(os.Environ(), debEnv+"="+deb, parentNSEnv+"="+ns)
+	outp, err := child.CombinedOutput()
+	if err != nil || !strings.Contains(string(outp), "--- PASS: TestInstalledPackage") {
+		t.Errorf("install in a private mount namespace failed: %v\n%s", err, outp)
+	}
+	for _, p := range owned {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s appeared on the host", p)
+		}
+	}
+	if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "cradle").Output(); err == nil && strings.Contains(string(out), "installed") {
+		t.Errorf("the host's dpkg database lists cradle: %s", out)
+	}
+}
+
+// debEnv names the package TestInstalledPackage installs; parentNSEnv
+// the mount namespace it must not be in.
+const (
+	debEnv      = "CRADLE_TEST_DEB"
+	parentNSEnv = "CRADLE_TEST_PARENT_MNTNS"
+)
+
+// overlay mounts an overlay of dir on itself whose writes go to a
+// temporary upper dir: the host's dir is read, never written.
+func overlay(t *testing.T, dir string) {
+	t.Helper()
+	tmp, err := os.MkdirTemp("", "cradle-pkg-overlay-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper, work := filepath.Join(tmp, "upper"), filepath.Join(tmp, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("overlay", dir, "overlay", 0, "lowerdir="+dir+",upperdir="+upper+",workdir="+work); err != nil {
+		t.Fatalf("overlay on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		os.RemoveAll(tmp)
+	})
+}
+
+// TestInstalledPackage runs inside TestPackageBuildsInstallsAndPurges's
+// private mount namespace.
+func TestInstalledPackage(t *testing.T) {
+	deb := os.Getenv(debEnv)
+	if deb == "" {
+		t.Skip("run by TestPackageBuildsInstallsAndPurges in a private mount namespace")
+	}
+	// A namespace of our own, or the overlays would show on the host.
+	if self, _ := os.Readlink("/proc/self/ns/mnt"); self == "" || self == os.Getenv(parentNSEnv) {
+		t.Fatal("not in a private mount namespace")
+	}
+	for _, dir := range []string{"/etc", "/usr", "/var/lib/dpkg"} {
+		overlay(t, dir)
+	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("dpkg", "-P", "cradle").CombinedOutput(); err != nil {
 			t.Errorf("dpkg -P cradle: %v\n%s", err, out)
