@@ -211,8 +211,10 @@ func Run(ctx context.Context, opts Options) error {
 	health, closeHealth := statusCheck(cfg.Socket)
 	defer closeHealth()
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
-	defer stopWatchdog()
-	go notify.runWatchdog(wdCtx, health)
+	wdDone := make(chan struct{})
+	go func() { notify.runWatchdog(wdCtx, health); close(wdDone) }()
+	// Before closeHealth: no health check runs on a closed connection.
+	defer func() { stopWatchdog(); <-wdDone }()
 
 	for done := false; !done; {
 		select {
@@ -232,7 +234,6 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	notify.send("STOPPING=1")
-	stopWatchdog()
 	log.Info("shutting down; containers keep running")
 	evs.Close()
 	stopped := make(chan struct{})
