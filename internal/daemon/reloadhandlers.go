@@ -35,6 +35,12 @@ func handlerApplier(set *handlers.Set, host spec.HostFacts, log *slog.Logger) Ap
 			Runtimes: maps.Clone(old.Runtimes),
 			Features: maps.Clone(old.Features),
 		}
+		if snap.Runtimes == nil {
+			snap.Runtimes = map[string]*oci.Runtime{}
+		}
+		if snap.Features == nil {
+			snap.Features = map[string]spec.RuntimeFeatures{}
+		}
 		var opened, replaced, retire, revive []*oci.Runtime
 		abort := func() { closeAll(opened) }
 		fresh := map[string]*oci.Runtime{}
