@@ -30,6 +30,8 @@ type Config struct {
 	State    string `toml:"state" comment:"runtime state cleared by a reboot (tmpfs): runc state, netns mounts"`
 	Socket   string `toml:"socket" comment:"CRI gRPC unix socket"`
 	LogLevel string `toml:"log_level" comment:"debug, info, warn or error"`
+	// LogFormat is how the daemon writes its log to stderr.
+	LogFormat string `toml:"log_format" comment:"text (logfmt) or json, one object per line"`
 
 	Registry RegistryConfig `toml:"registry"`
 	CNI      CNIConfig      `toml:"cni"`
@@ -104,10 +106,11 @@ type HandlerConfig struct {
 // Default returns the built-in configuration: the daemon runs with no file.
 func Default() Config {
 	return Config{
-		Root:     DefaultRoot,
-		State:    DefaultState,
-		Socket:   DefaultSocket,
-		LogLevel: "info",
+		Root:      DefaultRoot,
+		State:     DefaultState,
+		Socket:    DefaultSocket,
+		LogLevel:  "info",
+		LogFormat: "text",
 		Registry: RegistryConfig{
 			ConfigPath:             DefaultCertsDir,
 			MaxConcurrentDownloads: 6,

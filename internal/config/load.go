@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // Duration is a time.Duration written in TOML as a string ("90s", "2m").
@@ -45,6 +46,8 @@ type Loaded struct {
 	Files []string
 	// origin maps a dotted key ("runtime.cgroup_driver") to the file that set it last.
 	origin map[string]string
+	// line maps a dotted key, or a table's, to its line in that file.
+	line map[string]int
 }
 
 // Origin returns where key was set: a file path, "flag --x" or "default".
@@ -85,7 +88,7 @@ func load(file, defaultFile string, ov Overrides) (*Loaded, error) {
 	if !explicit {
 		file = defaultFile
 	}
-	l := &Loaded{Config: Default(), origin: map[string]string{}}
+	l := &Loaded{Config: Default(), origin: map[string]string{}, line: map[string]int{}}
 
 	files := []string{}
 	if _, err := os.Stat(file); err == nil {
@@ -129,6 +132,9 @@ func (l *Loaded) decodeFile(path string) error {
 		return fileError(path, err)
 	}
 	walkKeys("", raw, func(key string) { l.origin[key] = path })
+	for key, n := range keyLines(data) {
+		l.line[key] = n
+	}
 	return nil
 }
 
@@ -190,4 +196,79 @@ func (c Config) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// where names the file and line that set key ("file:12"), the line of the
+// nearest table that holds it when the key itself is not in the file
+// ([runtime.handlers.x] without a path), or only the origin (flags,
+// defaults).
+func (l *Loaded) where(key string) string {
+	origin := l.Origin(key)
+	if !filepath.IsAbs(origin) {
+		return origin
+	}
+	for k := key; k != ""; {
+		if n, ok := l.line[k]; ok && l.originOfLine(k) == origin {
+			return fmt.Sprintf("%s:%d", origin, n)
+		}
+		i := strings.LastIndex(k, ".")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return origin
+}
+
+// originOfLine is the file a key's (or table's) recorded line belongs to.
+func (l *Loaded) originOfLine(key string) string {
+	if o, ok := l.origin[key]; ok {
+		return o
+	}
+	return l.Origin(key + ".")
+}
+
+// keyLines maps every dotted key and table header of a TOML document to
+// its line, so a value that decodes but does not validate can be reported
+// where it is written.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = table[:0]
+			line := 0
+			for it := e.Key(); it.Next(); {
+				n := it.Node()
+				table = append(table, string(n.Data))
+				if line == 0 {
+					line = lineOf(&p, n.Data)
+				}
+			}
+			lines[strings.Join(table, ".")] = line
+		case unstable.KeyValue:
+			parts := append([]string(nil), table...)
+			line := 0
+			for it := e.Key(); it.Next(); {
+				n := it.Node()
+				parts = append(parts, string(n.Data))
+				if line == 0 {
+					line = lineOf(&p, n.Data)
+				}
+			}
+			lines[strings.Join(parts, ".")] = line
+		}
+	}
+	return lines
+}
+
+// lineOf is the line of b, a slice of the parser's input; 0 when b was
+// allocated (a key with escapes).
+func lineOf(p *unstable.Parser, b []byte) int {
+	defer func() { _ = recover() }() // Range panics on a slice from elsewhere
+	return p.Shape(p.Range(b)).Start.Line
 }

@@ -24,7 +24,7 @@ func (l *Loaded) validate() error {
 	c := &l.Config
 	var errs []string
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Sprintf("%s: key %q: %s", l.Origin(key), key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Sprintf("%s: key %q: %s", l.where(key), key, fmt.Sprintf(format, args...)))
 	}
 	abs := func(key, v string) {
 		if !filepath.IsAbs(v) {
@@ -50,6 +50,11 @@ func (l *Loaded) validate() error {
 	}
 	if filepath.Clean(c.Root) == filepath.Clean(c.State) {
 		bad("state", "must differ from root (%s)", c.Root)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format", "must be text or json, got %q", c.LogFormat)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -63,13 +64,12 @@ type Config struct {
 	// on its image's layers so removing the image cannot pull them away.
 	Layers *layer.Store
 	Images *image.Service
-	// Runtimes by RuntimeClass handler; a pod without a handler uses
-	// DefaultHandler.
-	Runtimes       map[string]*oci.Runtime
-	DefaultHandler string
-	Node           *spec.Node
-	Sandboxes      Sandboxes
-	Log            *slog.Logger
+	// Runtimes are the handlers in force (a reload swaps them); a pod
+	// without a handler uses their default.
+	Runtimes  *handlers.Set
+	Node      *spec.Node
+	Sandboxes Sandboxes
+	Log       *slog.Logger
 	// Events, if set, hears of every lifecycle change once it is recorded:
 	// see events.go.
 	Events EventFunc
@@ -136,8 +136,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errdefs.InvalidArgument("container manager: root and state must be absolute paths")
 	case cfg.Layers == nil || cfg.Images == nil || cfg.Node == nil || cfg.Sandboxes == nil:
 		return nil, errdefs.InvalidArgument("container manager: layers, images, node and sandboxes are required")
-	case cfg.Runtimes[cfg.DefaultHandler] == nil:
-		return nil, errdefs.InvalidArgument("container manager: no runtime for default handler %q", cfg.DefaultHandler)
+	case cfg.Runtimes == nil || cfg.Runtimes.Runtime("") == nil:
+		return nil, errdefs.InvalidArgument("container manager: no runtime for the default handler")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -184,17 +184,17 @@ func (m *Manager) rootfs(id string) string { return filepath.Join(m.bundle(id), 
 // handlerName is the handler a container runs on: "" is the default one.
 func (m *Manager) handlerName(handler string) string {
 	if handler == "" {
-		return m.cfg.DefaultHandler
+		return m.cfg.Runtimes.Default()
 	}
 	return handler
 }
 
 func (m *Manager) runtime(handler string) (*oci.Runtime, error) {
-	if handler == "" {
-		handler = m.cfg.DefaultHandler
-	}
-	rt := m.cfg.Runtimes[handler]
+	rt := m.cfg.Runtimes.Runtime(handler)
 	if rt == nil {
+		if handler == "" {
+			handler = m.cfg.Runtimes.Default()
+		}
 		return nil, errdefs.FailedPrecondition("no runtime configured for handler %q", handler)
 	}
 	return rt, nil

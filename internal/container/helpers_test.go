@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"fmt"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -211,8 +212,8 @@ func (e *env) config() Config {
 	return Config{
 		Root: filepath.Join(e.dir, "root"), State: filepath.Join(e.dir, "s"),
 		Layers: e.layers, Images: e.images,
-		Runtimes: map[string]*oci.Runtime{"runc": e.rt}, DefaultHandler: "runc",
-		Node: e.node, Sandboxes: e.pods, Observer: e.obs,
+		Runtimes: handlers.Static("runc", map[string]*oci.Runtime{"runc": e.rt}),
+		Node:     e.node, Sandboxes: e.pods, Observer: e.obs,
 		Log: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }

@@ -159,7 +159,7 @@ func (m *Manager) setAside(id string, cause error) {
 // in every runtime, the kernel and the state dir, and leaves its dir under
 // root (the unreadable record and the writable layer) to an operator.
 func (m *Manager) cleanSetAside(ctx context.Context, id string) {
-	for h, rt := range m.cfg.Runtimes {
+	for h, rt := range m.cfg.Runtimes.All() {
 		if !rt.Has(id) {
 			continue
 		}
@@ -194,7 +194,7 @@ func waitRecovered(ctx context.Context, c *ctr) error {
 // runtime (the handler is unknown), the kernel and the disk.
 func (m *Manager) cleanOrphan(ctx context.Context, id string) error {
 	var errs []error
-	for h, rt := range m.cfg.Runtimes {
+	for h, rt := range m.cfg.Runtimes.All() {
 		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
 			m.log.Warn("delete orphan container", "id", id, "handler", h, "err", err)
 			errs = append(errs, err)

@@ -14,5 +14,8 @@ func (s *Server) WithRuntimeFeatures(f map[string]spec.RuntimeFeatures) *Server 
 // rroFor says whether the handler's runtime makes recursive read-only
 // mounts; the container create path refuses them exactly when this is false.
 func (s *Server) rroFor(handler string) bool {
+	if s.handlerSet != nil {
+		return s.handlerSet.Features(handler).RecursiveReadOnly
+	}
 	return s.features[handler].RecursiveReadOnly
 }

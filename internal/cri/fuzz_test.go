@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"io"
 	"log/slog"
 	"net"
@@ -261,7 +262,7 @@ func newFuzzHarness(f testing.TB) *fuzzHarness {
 	})
 	must(err)
 	containers, err = container.New(container.Config{Root: h.root, State: h.state, Layers: layers, Images: images,
-		Runtimes: runtimes, DefaultHandler: "runc", Node: node, Sandboxes: fuzzPods{pods}, Log: log, Events: evs.Container})
+		Runtimes: handlers.Static("runc", runtimes), Node: node, Sandboxes: fuzzPods{pods}, Log: log, Events: evs.Container})
 	must(err)
 	f.Cleanup(func() { containers.Close() })
 	targets := StatsTargets(containers)

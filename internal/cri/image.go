@@ -133,7 +133,7 @@ func (s *Server) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*
 	return &runtimeapi.ImageFsInfoResponse{
 		ImageFilesystems: []*runtimeapi.FilesystemUsage{{
 			Timestamp:  now,
-			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.cfg.Root},
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.config().Root},
 			UsedBytes:  &runtimeapi.UInt64Value{Value: bytes},
 			InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
 		}},
@@ -152,10 +152,10 @@ func (s *Server) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*
 // writable layers under <root>/containers share the image filesystem unless
 // the operator mounted a disk there.
 func (s *Server) containerFsMountpoint() string {
-	dir := filepath.Join(s.cfg.Root, "containers")
+	dir := filepath.Join(s.config().Root, "containers")
 	var root, ctrs unix.Stat_t
-	if unix.Stat(s.cfg.Root, &root) != nil || unix.Stat(dir, &ctrs) != nil || root.Dev == ctrs.Dev {
-		return s.cfg.Root
+	if unix.Stat(s.config().Root, &root) != nil || unix.Stat(dir, &ctrs) != nil || root.Dev == ctrs.Dev {
+		return s.config().Root
 	}
 	return dir
 }

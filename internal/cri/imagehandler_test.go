@@ -51,7 +51,7 @@ func TestWithHandlerEchoesTheRequestsHandler(t *testing.T) {
 // mountpoint as a split disk.
 func TestContainerFsMountpointSplitsOnlyOnAnotherFilesystem(t *testing.T) {
 	root := t.TempDir()
-	s := &Server{cfg: &config.Loaded{Config: config.Config{Root: root}}}
+	s := New(&config.Loaded{Config: config.Config{Root: root}}, nil, nil)
 	if got := s.containerFsMountpoint(); got != root {
 		t.Errorf("no containers dir: mountpoint %q, want %q", got, root)
 	}

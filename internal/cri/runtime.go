@@ -19,6 +19,14 @@ func (s *Server) Version(context.Context, *runtimeapi.VersionRequest) (*runtimea
 	}, nil
 }
 
+// Keys of Status's verbose info: the configuration in force as JSON (the
+// field names of config.Config) and the files it was read from (a JSON
+// list).
+const (
+	InfoConfig      = "config"
+	InfoConfigFiles = "configFiles"
+)
+
 // Status reports RuntimeReady and NetworkReady; kubelet polls it every few
 // seconds, so it reads only cheap local state.
 func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
@@ -39,12 +47,16 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true},
 	}
 	if req.GetVerbose() {
-		cfg, err := json.Marshal(s.cfg.Config)
+		// The configuration in force, reloads included: `cradle config`
+		// shows it (InfoConfig).
+		cfg := s.config()
+		js, err := json.Marshal(cfg.Config)
 		if err != nil {
 			return nil, err
 		}
-		resp.Info = map[string]string{"config": string(cfg)}
-		if cidr := s.runtimeConfig.podCIDR(s.cfg.Root); cidr != "" {
+		files, _ := json.Marshal(cfg.Files)
+		resp.Info = map[string]string{InfoConfig: string(js), InfoConfigFiles: string(files)}
+		if cidr := s.runtimeConfig.podCIDR(cfg.Root); cidr != "" {
 			resp.Info["podCIDR"] = cidr
 		}
 	}
@@ -66,7 +78,7 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 // RuntimeConfig reports the cgroup driver; kubelet ≥ 1.36 takes it from here only.
 func (s *Server) RuntimeConfig(context.Context, *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
 	driver := runtimeapi.CgroupDriver_CGROUPFS
-	if s.cfg.Runtime.CgroupDriver == "systemd" {
+	if s.config().Runtime.CgroupDriver == "systemd" {
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil

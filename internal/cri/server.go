@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"log/slog"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/criu"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
 	"github.com/cradle-runtime/cradle/internal/spec"
@@ -30,7 +32,8 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	cfg     *config.Loaded
+	// cfg is the configuration in force; a reload swaps it (SetConfig).
+	cfg     atomic.Pointer[config.Loaded]
 	images  *image.Service
 	pods    *sandbox.Manager // nil: pod RPCs answer Unimplemented
 	network *cni.Network     // nil: NetworkReady is false
@@ -40,8 +43,10 @@ type Server struct {
 	stream     StreamURLs    // nil: Exec, Attach, PortForward answer Unimplemented
 	events     *Events       // nil: GetContainerEvents answers Unimplemented
 	// handlers are the RuntimeClass handlers whose runtime is usable; nil
-	// means every configured one.
-	handlers []string
+	// means every configured one. handlerSet, when set, replaces both
+	// handlers and features: the daemon's handlers change with a reload.
+	handlers   []string
+	handlerSet *handlers.Set
 	// features are the detected features per handler ("" = default).
 	features map[string]spec.RuntimeFeatures
 	usernsOK bool // pods may have their own user namespace (userns.go)
@@ -56,7 +61,23 @@ type Server struct {
 
 // New returns a CRI server over the domain services.
 func New(cfg *config.Loaded, images *image.Service, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, images: images, log: log}
+	s := &Server{images: images, log: log}
+	s.cfg.Store(cfg)
+	return s
+}
+
+// SetConfig puts a reloaded configuration in force: Status reports it and
+// the keys the server reads itself (the default handler) follow it.
+func (s *Server) SetConfig(cfg *config.Loaded) { s.cfg.Store(cfg) }
+
+// config is the configuration in force.
+func (s *Server) config() *config.Loaded { return s.cfg.Load() }
+
+// WithHandlerSet takes the usable handlers and their features from set,
+// whatever a reload puts in it.
+func (s *Server) WithHandlerSet(set *handlers.Set) *Server {
+	s.handlerSet = set
+	return s
 }
 
 // WithPods serves the pod sandbox RPCs from m and reports the pod
@@ -82,10 +103,13 @@ func (s *Server) WithRuntimeHandlers(names []string) *Server {
 
 // runtimeHandlerNames are the usable handlers, sorted.
 func (s *Server) runtimeHandlerNames() []string {
+	if s.handlerSet != nil {
+		return s.handlerSet.Usable()
+	}
 	if s.handlers != nil {
 		return s.handlers
 	}
-	return slices.Sorted(maps.Keys(s.cfg.Runtime.Handlers))
+	return slices.Sorted(maps.Keys(s.config().Runtime.Handlers))
 }
 
 // checkRuntimeHandler rejects a RuntimeClass handler cradle cannot run;

@@ -65,7 +65,7 @@ func (s *Server) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRu
 	if err != nil {
 		return nil, err
 	}
-	changed, err := s.runtimeConfig.setPodCIDR(s.cfg.Root, cidrs)
+	changed, err := s.runtimeConfig.setPodCIDR(s.config().Root, cidrs)
 	if err != nil {
 		return nil, err
 	}

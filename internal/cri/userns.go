@@ -30,9 +30,10 @@ func (s *Server) usernsFor(handler string) bool {
 	if !s.usernsOK {
 		return false
 	}
+	cfg := s.config()
 	if handler == "" {
-		handler = s.cfg.Runtime.DefaultHandler
+		handler = cfg.Runtime.DefaultHandler
 	}
-	h, ok := s.cfg.Runtime.Handlers[handler]
+	h, ok := cfg.Runtime.Handlers[handler]
 	return ok && filepath.Base(h.Path) == "runc"
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/cri"
 	"github.com/cradle-runtime/cradle/internal/events"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"github.com/cradle-runtime/cradle/internal/image"
 	"github.com/cradle-runtime/cradle/internal/layer"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
@@ -32,9 +33,26 @@ import (
 // gracefulStopTimeout bounds how long in-flight calls may finish at shutdown.
 const gracefulStopTimeout = 10 * time.Second
 
+// Options are what Run needs besides its context.
+type Options struct {
+	Config *config.Loaded
+	// Reload re-reads the configuration the way Config was read (the same
+	// files and flags); nil leaves SIGHUP without effect.
+	Reload func() (*config.Loaded, error)
+	Log    *slog.Logger
+	// Level is Log's level; a reload sets it from log_level. Nil: fixed.
+	Level *slog.LevelVar
+	// Hangup delivers the requests to reload (SIGHUP).
+	Hangup <-chan os.Signal
+	// Ready, if not nil, is called once the socket accepts connections.
+	Ready func()
+}
+
 // Run serves until ctx is cancelled (the caller cancels it on SIGTERM/SIGINT).
-// ready, if not nil, is called once the socket accepts connections.
-func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()) error {
+func Run(ctx context.Context, opts Options) error {
+	cfg, log := opts.Config, opts.Log
+	// Before anything is exec'd: runc must not see NOTIFY_SOCKET.
+	notify := takeNotifyEnv(log)
 	// Monitors and runtime processes whose parent dies are re-parented to us
 	// rather than to PID 1, so we can reap them promptly.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -86,11 +104,10 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return fmt.Errorf("open image store: %w", err)
 	}
 	defer images.Close()
-	runtimes, err := openRuntimes(cfg, log)
+	opened, err := openRuntimes(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeRuntimes(runtimes)
 	network, err := cni.New(cfg.CNI.ConfDir, cfg.CNI.PluginDirs, filepath.Join(cfg.Root, "cni-cache"))
 	if err != nil {
 		return fmt.Errorf("CNI: %w", err)
@@ -100,8 +117,11 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	if err != nil {
 		return fmt.Errorf("detect host facts: %w", err)
 	}
-	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver,
-		Runtimes: detectRuntimeFeatures(ctx, cfg, usable(runtimes), facts, log)}
+	runtimes := handlers.New(handlers.Snapshot{Default: cfg.Runtime.DefaultHandler, Runtimes: opened,
+		Features: detectRuntimeFeatures(ctx, cfg, usable(opened), facts, log)})
+	// The runtimes in force at the end, reloads included.
+	defer func() { closeRuntimes(runtimes.All()) }()
+	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver, FeaturesOf: runtimes.Features}
 	// Pods stop their containers and containers look their pods up: the
 	// hook reads the container manager once it exists.
 	var containers *container.Manager
@@ -114,7 +134,8 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		State:          cfg.State,
 		CNI:            network,
 		ShmSize:        cfg.Runtime.PodShmSize,
-		Init:           podInit{runtimes: runtimes, defaultHandler: cfg.Runtime.DefaultHandler},
+		Init:           podInit{runtimes: runtimes},
+		DefaultHandler: runtimes.Default,
 		Node:           node,
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
 		Events:         evs.Sandbox,
@@ -124,17 +145,16 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return fmt.Errorf("open pod sandboxes: %w", err)
 	}
 	containers, err = container.New(container.Config{
-		Root:           cfg.Root,
-		State:          cfg.State,
-		Layers:         layers,
-		Images:         images,
-		Runtimes:       runtimes,
-		DefaultHandler: cfg.Runtime.DefaultHandler,
-		Node:           node,
-		Sandboxes:      podLookup{pods: pods},
-		Log:            log.With("component", "container"),
-		Events:         evs.Container,
-		Observer:       tel.metrics,
+		Root:      cfg.Root,
+		State:     cfg.State,
+		Layers:    layers,
+		Images:    images,
+		Runtimes:  runtimes,
+		Node:      node,
+		Sandboxes: podLookup{pods: pods},
+		Log:       log.With("component", "container"),
+		Events:    evs.Container,
+		Observer:  tel.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("open containers: %w", err)
@@ -166,8 +186,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	srv := grpc.NewServer(cri.ServerOptions(log, tel.metrics)...)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
-		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).
-		WithRuntimeFeatures(node.Runtimes).WithUserNamespaces(cfg.Root)
+		WithHandlerSet(runtimes).WithEvents(evs).WithUserNamespaces(cfg.Root)
 	streams, err := cri.ListenStreaming(cfg.Stream, containers, pods)
 	if err != nil {
 		return fmt.Errorf("start streaming server: %w", err)
@@ -188,18 +207,57 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("cradle daemon serving CRI", "version", version.Version, "socket", cfg.Socket,
 		"root", cfg.Root, "state", cfg.State, "config", cfg.Files)
-	if ready != nil {
-		ready()
-	}
 
-	select {
-	case err := <-serveErr:
-		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("serve CRI: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
+	// Each section a reload can change, in order; the CRI server takes
+	// the new configuration last, once every section applies it.
+	reloads := newReloader(cfg, opts.Reload, log,
+		simpleApplier("log_level", func(next *config.Loaded) { setLevel(opts.Level, next.LogLevel) }),
+		Applier{Section: "registry", Prepare: func(_ context.Context, _, next *config.Loaded) (func(), func(), error) {
+			r := next.Registry
+			return func() { _ = images.SetRegistry(r.ConfigPath, r.MaxConcurrentDownloads, r.StallTimeout.Std()) }, nil, nil
+		}},
+		handlerApplier(runtimes, facts, log),
+		simpleApplier("runtime.pod_shm_size", func(next *config.Loaded) { _ = pods.SetShmSize(next.Runtime.PodShmSize) }),
+		simpleApplier("stream.url_ttl", func(next *config.Loaded) { streams.SetURLTTL(next.Stream.URLTTL.Std()) }),
+		// A listener or exporter that cannot start keeps the old one (see
+		// telemetry.Apply); the rest of the reload stands.
+		simpleApplier("metrics, tracing", func(next *config.Loaded) {
+			if err := tel.Apply(next.Config); err != nil {
+				log.Error("reload: [metrics] or [tracing] not applied, the old setting stays", "err", err)
+			}
+		}),
+		simpleApplier("cri", func(next *config.Loaded) { api.SetConfig(next) }),
+	)
+	if opts.Ready != nil {
+		opts.Ready()
 	}
+	notify.send("READY=1")
+	health, closeHealth := statusCheck(cfg.Socket)
+	defer closeHealth()
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	wdDone := make(chan struct{})
+	go func() { notify.runWatchdog(wdCtx, health); close(wdDone) }()
+	// Before closeHealth: no health check runs on a closed connection.
+	defer func() { stopWatchdog(); <-wdDone }()
+
+	for done := false; !done; {
+		select {
+		case err := <-serveErr:
+			notify.send("STOPPING=1")
+			if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("serve CRI: %w", err)
+			}
+			return nil
+		case <-opts.Hangup:
+			notify.reloading()
+			log.Info("reloading the configuration (SIGHUP)")
+			_, _ = reloads.reload(ctx)
+			notify.send("READY=1")
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	notify.send("STOPPING=1")
 	log.Info("shutting down; containers keep running")
 	evs.Close()
 	stopped := make(chan struct{})
@@ -211,4 +269,15 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		srv.Stop()
 	}
 	return nil
+}
+
+// setLevel sets the log level; config validated it.
+func setLevel(v *slog.LevelVar, level string) {
+	if v == nil {
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err == nil {
+		v.Set(l)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"github.com/cradle-runtime/cradle/internal/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -21,16 +22,15 @@ const initStopTimeout = 30 * time.Second
 // it must live where they do), under the sandbox's ID. The sandbox package
 // has already written the bundle.
 type podInit struct {
-	runtimes       map[string]*oci.Runtime
-	defaultHandler string
+	runtimes *handlers.Set
 }
 
 func (p podInit) runtime(handler string) (*oci.Runtime, error) {
-	if handler == "" {
-		handler = p.defaultHandler
-	}
-	rt := p.runtimes[handler]
+	rt := p.runtimes.Runtime(handler)
 	if rt == nil {
+		if handler == "" {
+			handler = p.runtimes.Default()
+		}
 		return nil, errdefs.FailedPrecondition("pod init: runtime handler %q is not available", handler)
 	}
 	return rt, nil
@@ -64,7 +64,7 @@ func (p podInit) Stop(ctx context.Context, handler, id string) error {
 // StopOrphan stops an init of that pod ID on every handler that has one.
 func (p podInit) StopOrphan(ctx context.Context, id string) error {
 	var errs []error
-	for _, rt := range p.runtimes {
+	for _, rt := range p.runtimes.All() {
 		if !rt.Has(id) {
 			if _, err := rt.State(ctx, id); errors.Is(err, errdefs.ErrNotFound) {
 				continue // never on this handler

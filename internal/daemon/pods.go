@@ -26,8 +26,10 @@ func (l podLookup) Sandbox(id string) (container.SandboxInfo, error) {
 		Files: spec.SandboxFiles{
 			Hostname: sb.Hostname, ResolvConf: sb.ResolvConf, Hosts: sb.Hosts, ShmPath: sb.Shm,
 		},
-		CgroupParent:   sb.Config.GetLinux().GetCgroupParent(),
-		RuntimeHandler: sb.Handler,
+		CgroupParent: sb.Config.GetLinux().GetCgroupParent(),
+		// The handler the pod runs on, so its containers join it there
+		// whatever a reload does to the default.
+		RuntimeHandler: sb.Runtime,
 		Ready:          sb.State == sandbox.Ready,
 	}, nil
 }

@@ -89,15 +89,27 @@ func usableHandlers(runtimes map[string]*oci.Runtime) []string {
 }
 
 func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon string, log *slog.Logger) (*oci.Runtime, error) {
+	rc, err := runtimeConfig(cfg, name, h, conmon, log)
+	if err != nil {
+		return nil, err
+	}
+	return oci.New(rc)
+}
+
+// runtimeConfig is the oci.Config of handler name as cfg configures it.
+func runtimeConfig(cfg *config.Loaded, name string, h config.HandlerConfig, conmon string, log *slog.Logger) (oci.Config, error) {
 	bin, err := exec.LookPath(h.Path)
 	if err != nil {
-		return nil, fmt.Errorf("runtime binary %q: %w", h.Path, err)
+		return oci.Config{}, fmt.Errorf("runtime binary %q: %w", h.Path, err)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return oci.Config{}, err
 	}
 	root := h.Root
 	if root == "" {
 		root = filepath.Join(cfg.State, "runtime", name)
 	}
-	return oci.New(oci.Config{
+	return oci.Config{
 		Handler:       name,
 		RuntimePath:   bin,
 		RuntimeRoot:   root,
@@ -109,7 +121,7 @@ func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon
 		// service cgroup does not take them down.
 		MonitorCgroups: true,
 		Logger:         log.With("component", "oci", "handler", name),
-	})
+	}, nil
 }
 
 func closeRuntimes(runtimes map[string]*oci.Runtime) {

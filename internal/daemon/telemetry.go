@@ -6,8 +6,8 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/container"
+	"github.com/cradle-runtime/cradle/internal/handlers"
 	"github.com/cradle-runtime/cradle/internal/metrics"
-	"github.com/cradle-runtime/cradle/internal/oci"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
 	"github.com/cradle-runtime/cradle/internal/tracing"
 )
@@ -23,7 +23,7 @@ type telemetry struct {
 	// the server can serve a scrape.
 	pods       *sandbox.Manager
 	containers *container.Manager
-	runtimes   map[string]*oci.Runtime
+	runtimes   *handlers.Set
 }
 
 func newTelemetry(log *slog.Logger) *telemetry {
@@ -75,7 +75,10 @@ func (t *telemetry) containerCounts() map[string]int {
 
 func (t *telemetry) monitors() int {
 	n := 0
-	for _, rt := range t.runtimes {
+	if t.runtimes == nil {
+		return 0
+	}
+	for _, rt := range t.runtimes.All() {
 		n += rt.Monitors()
 	}
 	return n

@@ -46,7 +46,8 @@ func (s *Service) pull(ctx context.Context, ref Ref, creds *credentials, report 
 }
 
 func (s *Service) doPull(parent context.Context, ref Ref, creds *credentials, report func(Progress)) (Image, error) {
-	hosts, err := s.hosts.Lookup(ref.Domain)
+	reg := s.reg.Load()
+	hosts, err := reg.hosts.Lookup(ref.Domain)
 	if err != nil {
 		return Image{}, err
 	}
@@ -56,8 +57,8 @@ func (s *Service) doPull(parent context.Context, ref Ref, creds *credentials, re
 		s:   s,
 		ref: ref,
 		rem: newRemote(hosts, ref, creds),
-		wd:  startWatchdog(s.cfg.StallTimeout, cancel),
-		sem: make(chan struct{}, s.cfg.MaxConcurrentDownloads),
+		wd:  startWatchdog(reg.stall, cancel),
+		sem: make(chan struct{}, reg.maxConcurrent),
 	}
 	defer p.wd.close()
 	p.rem.onRead = p.wd.progress

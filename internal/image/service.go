@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
@@ -108,9 +109,11 @@ type Progress struct {
 
 // Service is the image service. Safe for concurrent use.
 type Service struct {
-	cfg    Config
+	cfg    Config // Dir and Platform; the registry settings live in reg
 	layers *layer.Store
-	hosts  *Hosts
+	// reg is swapped whole by SetRegistry; a pull reads it once at its
+	// start and keeps those settings to its end.
+	reg    atomic.Pointer[registrySettings]
 	db     *bolt.DB
 	dbPath string
 	log    *slog.Logger
@@ -152,12 +155,12 @@ func New(cfg Config, ls *layer.Store) (*Service, error) {
 	s := &Service{
 		cfg:     cfg,
 		layers:  ls,
-		hosts:   NewHosts(cfg.RegistryConfigPath),
 		dbPath:  filepath.Join(cfg.Dir, "images.db"),
 		log:     slog.Default().With("component", "image"),
 		idx:     newIndex(),
 		flights: map[string]*flight{},
 	}
+	s.reg.Store(&registrySettings{hosts: NewHosts(cfg.RegistryConfigPath), maxConcurrent: cfg.MaxConcurrentDownloads, stall: cfg.StallTimeout})
 	err := s.openAndLoad()
 	if err != nil && errors.Is(err, errCorrupt) {
 		aside, rerr := setAside(s.dbPath)
@@ -274,7 +277,7 @@ func (s *Service) Close() error {
 	}
 	s.fmu.Unlock()
 	s.wg.Wait()
-	s.hosts.Close()
+	s.reg.Load().hosts.Close()
 	return s.db.Close()
 }
 

@@ -71,10 +71,32 @@ func (r *Runtime) RuntimePath() string { return r.cfg.RuntimePath }
 
 // Retired reports whether this handler is only kept to wind its
 // containers down.
-func (r *Runtime) Retired() bool { return r.cfg.Retired }
+func (r *Runtime) Retired() bool { return r.retired.Load() }
+
+// SetRetired retires a handler a configuration reload removed (its
+// containers can still be stopped and removed, no new one is created), or
+// brings back one the reload configures again with the same binary and
+// root; coming back it records them again in handler.json.
+func (r *Runtime) SetRetired(retired bool) error {
+	if !retired && r.retired.Load() {
+		if err := r.writeHandlerRecord(); err != nil {
+			return fmt.Errorf("oci %s: %w", r.cfg.Handler, err)
+		}
+	}
+	r.retired.Store(retired)
+	return nil
+}
+
+// Settings returns the configuration the Runtime was opened with, so a
+// reload can tell whether a handler's new configuration changes anything.
+func (r *Runtime) Settings() Config {
+	c := r.cfg
+	c.Retired = r.retired.Load()
+	return c
+}
 
 func (r *Runtime) refuseRetired(id string) error {
-	if r.cfg.Retired {
+	if r.retired.Load() {
 		return errdefs.FailedPrecondition("runtime handler %q is no longer configured: its containers can only be stopped and removed (container %s)", r.cfg.Handler, id)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,9 @@ type Runtime struct {
 	cfg   Config
 	log   *slog.Logger
 	exits *exitWatcher
+	// retired starts as cfg.Retired; a configuration reload sets it
+	// (SetRetired).
+	retired atomic.Bool
 
 	mu       sync.Mutex
 	monitors map[string]*monitor      // by container id, while conmon runs
@@ -111,6 +115,7 @@ func New(cfg Config) (*Runtime, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With("runtime", cfg.Handler)
+	r.retired.Store(cfg.Retired)
 	for _, d := range []string{cfg.RuntimeRoot, r.exitsDir(), r.attachDir(), r.ctrRoot()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("oci %s: %w", cfg.Handler, err)

@@ -72,7 +72,7 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	}
 	p.rec = record{
 		Version: recordVersion, ID: p.id, Name: p.name, Config: cfgJSON, Digest: p.digest,
-		Handler: handler, CreatedAt: time.Now().UTC(), State: Creating,
+		Handler: handler, Runtime: m.runtimeOf(handler), CreatedAt: time.Now().UTC(), State: Creating,
 	}
 	if err := m.hook(stepRecord); err != nil {
 		return err
@@ -181,7 +181,7 @@ func (m *Manager) mountShm(_ context.Context, _ *pod, v *Sandbox) error {
 	if v.Shm == "" {
 		return nil
 	}
-	return mountShm(v.Shm, m.cfg.ShmSize)
+	return mountShm(v.Shm, m.shmSize.Load())
 }
 
 // setSysctls sets the network sysctls in the pod's netns. IPC sysctls are

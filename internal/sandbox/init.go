@@ -62,7 +62,7 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), b, 0o600, false); err != nil {
 		return 0, fmt.Errorf("pod init bundle: %w", err)
 	}
-	pid, err := m.cfg.Init.Start(ctx, p.rec.Handler, p.id, bundle, s)
+	pid, err := m.cfg.Init.Start(ctx, p.rec.runtime(), p.id, bundle, s)
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
@@ -77,7 +77,7 @@ func (m *Manager) stopInit(ctx context.Context, p *pod) error {
 	if m.cfg.Init == nil {
 		return errdefs.FailedPrecondition("pod %s has an init process but no init runner is configured to stop it", p.id)
 	}
-	if err := m.cfg.Init.Stop(ctx, p.rec.Handler, p.id); err != nil {
+	if err := m.cfg.Init.Stop(ctx, p.rec.runtime(), p.id); err != nil {
 		return fmt.Errorf("stop pod init: %w", err)
 	}
 	p.rec.InitStarted, p.rec.InitPID = false, 0

@@ -28,14 +28,17 @@ const recordVersion = 1
 // are set and saved before the effect is attempted and cleared only after it
 // has been undone, so a record read after a crash never under-reports.
 type record struct {
-	Version   int             `json:"version"`
-	ID        string          `json:"id"`
-	Name      string          `json:"name"`
-	Config    json.RawMessage `json:"config"` // protojson of the PodSandboxConfig
-	Digest    string          `json:"digest"` // of config and handler: tells a retry from a clash
-	Handler   string          `json:"handler,omitempty"`
-	CreatedAt time.Time       `json:"createdAt"`
-	State     State           `json:"state"`
+	Version int             `json:"version"`
+	ID      string          `json:"id"`
+	Name    string          `json:"name"`
+	Config  json.RawMessage `json:"config"` // protojson of the PodSandboxConfig
+	Digest  string          `json:"digest"` // of config and handler: tells a retry from a clash
+	Handler string          `json:"handler,omitempty"`
+	// Runtime is the handler the pod runs on when Handler is "" (the
+	// default at its creation); empty in records from before it existed.
+	Runtime   string    `json:"runtime,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	State     State     `json:"state"`
 	// NetAttach: a CNI ADD was begun and no DEL has succeeded since.
 	NetAttach bool        `json:"netAttach,omitempty"`
 	Network   *cni.Result `json:"network,omitempty"`
@@ -129,7 +132,7 @@ func (m *Manager) write(p *pod, durable bool) error {
 func (m *Manager) publish(p *pod) {
 	r := &p.rec
 	v := &Sandbox{
-		ID: p.id, Name: p.name, Config: p.cfg, Handler: r.Handler, State: r.State,
+		ID: p.id, Name: p.name, Config: p.cfg, Handler: r.Handler, Runtime: r.runtime(), State: r.State,
 		CreatedAt: r.CreatedAt, Network: r.Network, Resources: r.Resources,
 	}
 	if r.Network != nil {
@@ -216,4 +219,22 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// runtime is the handler the pod's processes run on: the one it asked
+// for, else the default recorded at its creation, else "" (the default in
+// force, for records from before Runtime existed).
+func (r *record) runtime() string {
+	if r.Handler != "" {
+		return r.Handler
+	}
+	return r.Runtime
+}
+
+// runtimeOf is what a new pod asking for handler records as its Runtime.
+func (m *Manager) runtimeOf(handler string) string {
+	if handler != "" || m.cfg.DefaultHandler == nil {
+		return ""
+	}
+	return m.cfg.DefaultHandler()
 }

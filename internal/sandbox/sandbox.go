@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -50,8 +51,13 @@ type Config struct {
 	// pods (FailedPrecondition).
 	CNI *cni.Network
 	// ShmSize is the size in bytes of each pod's /dev/shm tmpfs; 0 means
-	// DefaultShmSize.
+	// DefaultShmSize. SetShmSize changes it for pods created afterwards.
 	ShmSize int64
+	// DefaultHandler names the handler a pod without a RuntimeClass runs
+	// on, asked once per pod at its creation and recorded with it: the
+	// pod and its containers stay on that handler when a reload changes
+	// the default. Nil records nothing (the pod follows the default).
+	DefaultHandler func() string
 	// HostResolvConf is copied into pods without a DNS config;
 	// "" means /etc/resolv.conf.
 	HostResolvConf string
@@ -114,10 +120,13 @@ func (s State) CRI() runtimeapi.PodSandboxState {
 // Sandbox is a snapshot of one pod. Its fields are copies; changing them
 // changes nothing.
 type Sandbox struct {
-	ID        string
-	Name      string // the unique k8s_POD_<name>_<namespace>_<uid>_<attempt> key
-	Config    *runtimeapi.PodSandboxConfig
-	Handler   string
+	ID      string
+	Name    string // the unique k8s_POD_<name>_<namespace>_<uid>_<attempt> key
+	Config  *runtimeapi.PodSandboxConfig
+	Handler string // the RuntimeClass handler asked for; "" = the default
+	// Runtime is the handler its processes run on: Handler, or the default
+	// at its creation; "" only for pods from before it was recorded.
+	Runtime   string
 	State     State
 	CreatedAt time.Time
 	// IPs are the pod's addresses, IPv4 first; the first is the primary IP.
@@ -147,8 +156,9 @@ func (s *Sandbox) Annotations() map[string]string           { return s.Config.Ge
 // Get and Status answer from memory without waiting for them.
 type Manager struct {
 	cfg     Config
-	recDir  string // <root>/pods
-	podsDir string // <state>/pods
+	shmSize *atomic.Int64 // cfg.ShmSize as SetShmSize last set it
+	recDir  string        // <root>/pods
+	podsDir string        // <state>/pods
 
 	mu    sync.Mutex
 	byID  map[string]*pod
@@ -182,6 +192,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.ShmSize == 0 {
 		cfg.ShmSize = DefaultShmSize
 	}
+	var shm atomic.Int64
+	shm.Store(cfg.ShmSize)
 	if cfg.HostResolvConf == "" {
 		cfg.HostResolvConf = "/etc/resolv.conf"
 	}
@@ -193,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg:     cfg,
+		shmSize: &shm,
 		recDir:  filepath.Join(cfg.Root, "pods"),
 		podsDir: filepath.Join(cfg.State, "pods"),
 		byID:    map[string]*pod{},
@@ -249,3 +262,13 @@ func (m *Manager) lookup(id string) (*pod, error) {
 }
 
 var errNoNetwork = errors.New("no CNI network configured")
+
+// SetShmSize sets the /dev/shm size of pods created from now on; running
+// pods keep theirs.
+func (m *Manager) SetShmSize(bytes int64) error {
+	if bytes <= 0 {
+		return errdefs.InvalidArgument("sandbox shm size %d must be positive", bytes)
+	}
+	m.shmSize.Store(bytes)
+	return nil
+}

@@ -26,5 +26,8 @@ func NewRuntimeFeatures(host HostFacts, runtimeMountOptions []string) RuntimeFea
 // runtimeFeatures are the features of the handler that runs the container;
 // an unknown handler has none.
 func (n *Node) runtimeFeatures(handler string) RuntimeFeatures {
+	if n.FeaturesOf != nil {
+		return n.FeaturesOf(handler)
+	}
 	return n.Runtimes[handler]
 }

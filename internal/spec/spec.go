@@ -124,6 +124,9 @@ type Node struct {
 	// the default handler. A handler missing here supports no optional
 	// feature.
 	Runtimes map[string]RuntimeFeatures
+	// FeaturesOf, when set, replaces Runtimes: the daemon's handlers change
+	// with a configuration reload.
+	FeaturesOf func(handler string) RuntimeFeatures
 
 	// System answers host lookups; nil is the real host (OS{}).
 	System System

@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,7 @@ const LibraryURLTTL = time.Minute
 // library sees it. The library still removes a token on first use and after
 // its own minute; expiry only ever refuses earlier.
 type expiry struct {
-	ttl time.Duration
+	ttl atomic.Int64 // a time.Duration; a reload changes it for URLs handed out afterwards
 	now func() time.Time
 
 	mu     sync.Mutex
@@ -26,7 +27,9 @@ type expiry struct {
 }
 
 func newExpiry(ttl time.Duration) *expiry {
-	return &expiry{ttl: ttl, now: time.Now, tokens: map[string]time.Time{}}
+	e := &expiry{now: time.Now, tokens: map[string]time.Time{}}
+	e.ttl.Store(int64(ttl))
+	return e
 }
 
 // issued notes the token of a URL just handed out, and forgets tokens past
@@ -44,7 +47,7 @@ func (e *expiry) issued(rawURL string) {
 			delete(e.tokens, t)
 		}
 	}
-	e.tokens[tok] = now.Add(e.ttl)
+	e.tokens[tok] = now.Add(time.Duration(e.ttl.Load()))
 }
 
 // wrap refuses requests whose token has expired.

@@ -77,3 +77,31 @@ func TestTokenIsTheLastPathElement(t *testing.T) {
 		}
 	}
 }
+
+// A reload's url_ttl applies to URLs handed out afterwards; URLs already
+// out keep the deadline they were given.
+func TestSetURLTTLAppliesToNewURLs(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	s := &Server{expiry: newExpiry(30 * time.Second)}
+	s.expiry.now = clk.now
+	h := s.expiry.wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	get := func(path string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code
+	}
+	s.expiry.issued("http://127.0.0.1:1/exec/before")
+	s.SetURLTTL(2 * time.Second)
+	s.expiry.issued("http://127.0.0.1:1/exec/after")
+	clk.advance(5 * time.Second)
+	if code := get("/exec/after"); code != http.StatusNotFound {
+		t.Errorf("URL issued after the reload lived past the new TTL: %d", code)
+	}
+	if code := get("/exec/before"); code != http.StatusOK {
+		t.Errorf("URL issued before the reload lost its old deadline: %d", code)
+	}
+	s.SetURLTTL(time.Hour)
+	if got := time.Duration(s.expiry.ttl.Load()); got != LibraryURLTTL {
+		t.Errorf("TTL above the library's = %v", got)
+	}
+}

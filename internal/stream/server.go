@@ -120,3 +120,9 @@ func (s *Server) Close() error {
 	}
 	return err
 }
+
+// SetURLTTL changes how long the URLs handed out from now on stay valid;
+// URLs already out keep their deadline. It is capped at LibraryURLTTL.
+func (s *Server) SetURLTTL(ttl time.Duration) {
+	s.expiry.ttl.Store(int64(min(ttl, LibraryURLTTL)))
+}

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -64,7 +63,7 @@ type daemon struct {
 	socket  string
 	config  string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *ptyReader // the daemon's output, safe to read while it runs
 	done    chan struct{}
 	exitErr error
 	// killOnCleanup is set by the first start: one cleanup, registered
@@ -77,6 +76,9 @@ type daemon struct {
 
 	// env is added to the next start's environment (a crash point).
 	env []string
+	// bin, when set, is the binary the next start runs instead of the
+	// test build (an upgrade).
+	bin string
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -141,8 +143,12 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 func (d *daemon) start() {
 	t := d.t
 	t.Helper()
-	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(binary(t), "daemon", "--config", d.config)
+	d.log = &ptyReader{}
+	bin := binary(t)
+	if d.bin != "" {
+		bin = d.bin
+	}
+	d.cmd = exec.Command(bin, "daemon", "--config", d.config)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
