@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,4 +50,33 @@ func TestStateLockRefusesASecondHolder(t *testing.T) {
 	if _, err := lockState(state); err == nil || !strings.Contains(err.Error(), "state dir "+state) {
 		t.Errorf("second lock on the state dir: %v", err)
 	}
+}
+
+// A killed daemon keeps its lock until the kernel has torn it down: the
+// next one waits for that when the pid in the lock file is gone, instead of
+// failing a restart.
+func TestLockWaitsForADeadHolder(t *testing.T) {
+	root := t.TempDir()
+	first, err := lockRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "cradle.lock"), []byte(strconv.Itoa(gone.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		<-released
+		first.release()
+	}()
+	close(released)
+	second, err := lockRoot(root)
+	if err != nil {
+		t.Fatalf("lock held by a dead pid, released meanwhile: %v", err)
+	}
+	second.release()
 }
