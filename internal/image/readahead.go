@@ -11,9 +11,12 @@ import (
 // either side: decompression (user CPU) then overlaps the file creation
 // and writes (kernel CPU) instead of taking turns with them on one core.
 const (
-	readAheadChunk = 512 << 10
-	readAheadDepth = 4 // chunks in flight: 2 MiB per layer being unpacked
+	readAheadChunk = 256 << 10
+	readAheadDepth = 4 // chunks in flight: 1 MiB per layer being unpacked
 )
+
+// aheadBufs recycles chunk buffers across layers and pulls.
+var aheadBufs = sync.Pool{New: func() any { b := make([]byte, readAheadChunk); return &b }}
 
 type aheadChunk struct {
 	buf []byte // a whole chunk buffer, to recycle
@@ -44,7 +47,7 @@ func newAheadReader(src io.Reader) *aheadReader {
 		stop: make(chan struct{}),
 	}
 	for range readAheadDepth {
-		a.free <- make([]byte, readAheadChunk)
+		a.free <- *aheadBufs.Get().(*[]byte)
 	}
 	a.done.Add(1)
 	go a.fill(src)
@@ -106,7 +109,31 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 }
 
 // Close stops the read-ahead and waits until it no longer reads the source.
+// Reads after Close return the source's error if it was reached, else
+// io.ErrClosedPipe.
 func (a *aheadReader) Close() {
-	a.once.Do(func() { close(a.stop) })
-	a.done.Wait()
+	a.once.Do(func() {
+		close(a.stop)
+		a.done.Wait()
+		// Every buffer is now in free, in full or current: recycle them.
+		bufs := []*[]byte{}
+		if a.cur.buf != nil {
+			bufs = append(bufs, &a.cur.buf)
+		}
+		for len(a.free) > 0 {
+			b := <-a.free
+			bufs = append(bufs, &b)
+		}
+		for len(a.full) > 0 {
+			c := <-a.full
+			bufs = append(bufs, &c.buf)
+		}
+		for _, b := range bufs {
+			aheadBufs.Put(b)
+		}
+		a.cur, a.off = aheadChunk{}, 0
+		if a.err == nil {
+			a.err = io.ErrClosedPipe
+		}
+	})
 }

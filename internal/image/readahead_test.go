@@ -81,6 +81,9 @@ func TestAheadReaderCloseStopsReading(t *testing.T) {
 		t.Errorf("source read %d times for 10 bytes; read-ahead is bounded by %d chunks", after, readAheadDepth)
 	}
 	a.Close() // twice is fine
+	if n, err := a.Read(make([]byte, 10)); n != 0 || err != io.ErrClosedPipe {
+		t.Errorf("read after Close = %d, %v; want io.ErrClosedPipe", n, err)
+	}
 	if got := src.reads.Load(); got != after {
 		t.Errorf("source read %d more times after Close", got-after)
 	}
