@@ -47,7 +47,11 @@ func newAheadReader(src io.Reader) *aheadReader {
 		stop: make(chan struct{}),
 	}
 	for range readAheadDepth {
-		a.free <- *aheadBufs.Get().(*[]byte)
+		b := *aheadBufs.Get().(*[]byte)
+		if len(b) != readAheadChunk {
+			b = make([]byte, readAheadChunk) // never a short buffer: fill needs room
+		}
+		a.free <- b
 	}
 	a.done.Add(1)
 	go a.fill(src)
@@ -115,21 +119,20 @@ func (a *aheadReader) Close() {
 	a.once.Do(func() {
 		close(a.stop)
 		a.done.Wait()
-		// Every buffer is now in free, in full or current: recycle them.
-		bufs := []*[]byte{}
-		if a.cur.buf != nil {
-			bufs = append(bufs, &a.cur.buf)
+		// Every buffer is now in free, in full or current: recycle them,
+		// each behind a pointer of its own (never one into a, which is
+		// cleared below).
+		put := func(b []byte) {
+			if b != nil {
+				aheadBufs.Put(&b)
+			}
 		}
+		put(a.cur.buf)
 		for len(a.free) > 0 {
-			b := <-a.free
-			bufs = append(bufs, &b)
+			put(<-a.free)
 		}
 		for len(a.full) > 0 {
-			c := <-a.full
-			bufs = append(bufs, &c.buf)
-		}
-		for _, b := range bufs {
-			aheadBufs.Put(b)
+			put((<-a.full).buf)
 		}
 		a.cur, a.off = aheadChunk{}, 0
 		if a.err == nil {

@@ -116,3 +116,30 @@ func TestAheadReaderCloseWaitsForReadInProgress(t *testing.T) {
 	close(src.release)
 	<-closed
 }
+
+// Readers closed early or late hand their buffers back whole, and the next
+// readers (buffers from the pool) read their sources correctly.
+func TestAheadReaderReusesBuffers(t *testing.T) {
+	data := randomBytes(3*readAheadChunk + 7)
+	for i := range 6 {
+		a := newAheadReader(bytes.NewReader(data))
+		if i%2 == 0 {
+			// Closed mid-stream, with chunks current, queued and free.
+			if _, err := io.ReadFull(a, make([]byte, readAheadChunk/2)); err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			continue
+		}
+		got, err := io.ReadAll(a)
+		a.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("reader %d: read %d of %d bytes (equal %v), %v", i, len(got), len(data), bytes.Equal(got, data), err)
+		}
+	}
+	for range readAheadDepth * 3 {
+		if b := *aheadBufs.Get().(*[]byte); len(b) != readAheadChunk {
+			t.Fatalf("pooled buffer of %d bytes, want %d", len(b), readAheadChunk)
+		}
+	}
+}
