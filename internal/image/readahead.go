@@ -112,6 +112,12 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// reachedError reports whether the reader has handed out every byte before
+// a failure of the source (not its end), so that its next Read fails.
+func (a *aheadReader) reachedError() bool {
+	return a.err != nil && a.err != io.EOF && a.err != io.ErrClosedPipe && a.off == a.cur.n
+}
+
 // Close stops the read-ahead and waits until it no longer reads the source.
 // Reads after Close return the source's error if it was reached, else
 // io.ErrClosedPipe.

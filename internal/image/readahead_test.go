@@ -33,9 +33,12 @@ func TestAheadReaderPassesBytesThrough(t *testing.T) {
 			if err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("size %d, %s source: read %d bytes (equal %v), %v", size, name, len(got), bytes.Equal(got, want), err)
 			}
-			// The end stays the end.
+			// The end stays the end, and is no error.
 			if n, err := a.Read(make([]byte, 10)); n != 0 || err != io.EOF {
 				t.Errorf("read after EOF = %d, %v", n, err)
+			}
+			if a.reachedError() {
+				t.Error("reachedError at the end of the source")
 			}
 		}
 	}
@@ -48,7 +51,18 @@ func TestAheadReaderReportsSourceErrorAfterItsBytes(t *testing.T) {
 	data := randomBytes(readAheadChunk + 100)
 	a := newAheadReader(io.MultiReader(bytes.NewReader(data), iotest.ErrReader(boom)))
 	defer a.Close()
-	got, err := io.ReadAll(a)
+	head := make([]byte, readAheadChunk+50)
+	if _, err := io.ReadFull(a, head); err != nil {
+		t.Fatal(err)
+	}
+	if a.reachedError() {
+		t.Error("reachedError with 50 bytes still to read")
+	}
+	rest, err := io.ReadAll(a)
+	got := append(head, rest...)
+	if !a.reachedError() {
+		t.Error("no reachedError after the source's error was read")
+	}
 	if !errors.Is(err, boom) || !bytes.Equal(got, data) {
 		t.Fatalf("read %d of %d bytes, err %v; want all, then %v", len(got), len(data), err, boom)
 	}

@@ -62,10 +62,12 @@ func (u *unpacker) unpack(ctx context.Context, dir string, body io.Reader) (laye
 			// The diff_id covers the whole stream, tar padding included.
 			_, decErr = io.Copy(io.Discard, ahead)
 		}
+		// Apply failed because the stream under it did: not for a failure
+		// the read-ahead met further on, which Apply never saw.
+		streamFailed := applyErr != nil && ahead.reachedError()
 		// From here on this goroutine alone reads the blob and dec.
 		ahead.Close()
-		if applyErr != nil && dec.err != nil {
-			// Apply failed because the stream under it did.
+		if streamFailed && dec.err != nil {
 			applyErr, decErr = nil, dec.err
 		}
 		closeDec()
