@@ -15,6 +15,7 @@ type cradleSetup struct {
 	root, state, socket  string
 	config, log          string
 	certsDir, cniConfDir string
+	debugSock            string // pprof (CRADLE_DEBUG_ADDR), for profiling a pull by hand
 }
 
 func newCradleSetup(work, bin, certsDir, cniConfDir string) cradleSetup {
@@ -28,6 +29,7 @@ func newCradleSetup(work, bin, certsDir, cniConfDir string) cradleSetup {
 		log:        filepath.Join(dir, "cradle.log"),
 		certsDir:   certsDir,
 		cniConfDir: cniConfDir,
+		debugSock:  filepath.Join(dir, "debug.sock"),
 	}
 }
 
@@ -47,7 +49,8 @@ func (c cradleSetup) start(ctx context.Context) (*daemon, error) {
 	if err := os.WriteFile(c.config, []byte(c.configTOML()), 0o644); err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, "cradle", []string{c.bin, "daemon", "--config", c.config}, c.log, c.socket)
+	d, err := startDaemon(ctx, "cradle", []string{c.bin, "daemon", "--config", c.config}, c.log, c.socket,
+		"CRADLE_DEBUG_ADDR=unix:"+c.debugSock)
 	if err != nil {
 		return nil, err
 	}

@@ -26,9 +26,9 @@ type daemon struct {
 // benchmark: Version answers at once, and pulls are unbounded by the client
 // (as in kubelet) while 5 minutes bound the other image calls, RemoveImage
 // among them.
-func startDaemon(ctx context.Context, name string, argv []string, logPath, socket string) (*daemon, error) {
+func startDaemon(ctx context.Context, name string, argv []string, logPath, socket string, env ...string) (*daemon, error) {
 	d, err := benchkit.StartDaemon(ctx, benchkit.DaemonSpec{
-		Name: name, Argv: argv, LogPath: logPath, Socket: socket,
+		Name: name, Argv: argv, LogPath: logPath, Socket: socket, Env: env,
 		RuntimeTimeout: 5 * time.Second, ImageTimeout: 5 * time.Minute,
 	})
 	if err != nil {

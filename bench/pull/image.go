@@ -63,14 +63,64 @@ func planLayer(n int, size int64, randomFraction float64, rng *rand.Rand) []file
 	return files
 }
 
-// builtImage is the benchmark image and what a pull of it moves.
+// builtImage is a benchmark image and what a pull of it moves.
 type builtImage struct {
 	Image        v1.Image
-	Files        int
+	Files        int   // files, symlinks and hard links (not directories)
+	Entries      int   // tar entries, directories included
 	Uncompressed int64 // file content
 	Compressed   int64 // layer blobs
 	Transfer     int64 // manifest + config + layer blobs: the bytes a pull downloads
 	Layers       []v1.Hash
+	LayerSizes   []layerSize
+	Digest       v1.Hash // of the manifest: equal digests, equal images
+}
+
+// layerSize is what one layer holds.
+type layerSize struct {
+	Compressed, Content int64
+	Files               int
+}
+
+// addLayer counts layer l (content bytes of files, files, tar entries).
+func (b *builtImage) addLayer(l v1.Layer, content int64, files, entries int) error {
+	sz, err := l.Size()
+	if err != nil {
+		return err
+	}
+	d, err := l.Digest()
+	if err != nil {
+		return err
+	}
+	b.Files += files
+	b.Entries += entries
+	b.Uncompressed += content
+	b.Compressed += sz
+	b.Layers = append(b.Layers, d)
+	b.LayerSizes = append(b.LayerSizes, layerSize{Compressed: sz, Content: content, Files: files})
+	return nil
+}
+
+// finish makes the image of layers with config cfg.
+func (b *builtImage) finish(cfg testkit.ImageConfig, layers []v1.Layer) error {
+	img, err := testkit.NewImage(cfg, layers...)
+	if err != nil {
+		return err
+	}
+	manifest, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	config, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if b.Digest, err = img.Digest(); err != nil {
+		return err
+	}
+	b.Image = img
+	b.Transfer = b.Compressed + int64(len(manifest)+len(config))
+	return nil
 }
 
 // buildImage builds the image spec describes, one layer at a time so that
@@ -90,7 +140,7 @@ func buildImage(spec imageSpec) (*builtImage, error) {
 	noise := rand.NewChaCha8(seed)
 	text := newTextGen(rng)
 
-	out := &builtImage{Uncompressed: spec.Size}
+	out := &builtImage{}
 	var layers []v1.Layer
 	left := spec.Size
 	for n := range spec.Layers {
@@ -115,33 +165,14 @@ func buildImage(spec imageSpec) (*builtImage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %w", n, err)
 		}
-		sz, err := l.Size()
-		if err != nil {
+		if err := out.addLayer(l, size, len(plan), len(entries)); err != nil {
 			return nil, err
 		}
-		d, err := l.Digest()
-		if err != nil {
-			return nil, err
-		}
-		out.Files += len(plan)
-		out.Compressed += sz
-		out.Layers = append(out.Layers, d)
 		layers = append(layers, l)
 	}
-	img, err := testkit.NewImage(testkit.ImageConfig{Cmd: []string{"/bin/true"}}, layers...)
-	if err != nil {
+	if err := out.finish(testkit.ImageConfig{Cmd: []string{"/bin/true"}}, layers); err != nil {
 		return nil, err
 	}
-	manifest, err := img.RawManifest()
-	if err != nil {
-		return nil, err
-	}
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	out.Image = img
-	out.Transfer = out.Compressed + int64(len(manifest)+len(config))
 	return out, nil
 }
 

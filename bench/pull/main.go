@@ -5,8 +5,9 @@
 // per-round times, medians, throughput, CPU, peak RSS and the throughput
 // ratio against the target. Run as root from the checkout:
 //
-//	go run ./bench/pull [-rounds 5] [-size 180MiB] [-layers 5] [-keep]
-//	                    [-cradle PATH] [-containerd PATH] [-only cradle|containerd]
+//	go run ./bench/pull [-image all|synthetic|debian] [-rounds 5] [-size 180MiB]
+//	                    [-layers 5] [-keep] [-cradle PATH] [-containerd PATH]
+//	                    [-only cradle|containerd]
 package main
 
 import (
@@ -36,7 +37,10 @@ type options struct {
 	runc           string
 	workdir        string
 	only           string
-	target         float64
+	image          string
+	target         float64 // synthetic image: throughput ratio to reach
+	targetWall     float64 // debian image: wall time ratio to stay under
+	targetCPU      float64 // debian image: CPU ratio to stay under
 }
 
 func main() {
@@ -52,7 +56,10 @@ func main() {
 	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "runc binary named in containerd's config")
 	flag.StringVar(&o.workdir, "workdir", "/var/tmp", "parent of the work dir; both runtimes store images there")
 	flag.StringVar(&o.only, "only", "", "measure one runtime only: cradle or containerd (no ratio)")
-	flag.Float64Var(&o.target, "target", 1.5, "cradle/containerd throughput ratio to reach")
+	flag.StringVar(&o.image, "image", "all", "image to pull: synthetic (few large generated files), debian (this machine's Debian package files) or all")
+	flag.Float64Var(&o.target, "target", 1.5, "synthetic image: cradle/containerd throughput ratio to reach")
+	flag.Float64Var(&o.targetWall, "target-wall", 0.5, "debian image: cradle/containerd wall time ratio to stay at or under")
+	flag.Float64Var(&o.targetCPU, "target-cpu", 0.5, "debian image: cradle/containerd CPU ratio to stay at or under")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
@@ -73,6 +80,8 @@ func main() {
 
 func (o options) wants(name string) bool { return o.only == "" || o.only == name }
 
+func (o options) wantsImage(name string) bool { return o.image == "all" || o.image == name }
+
 func (o options) check() error {
 	switch {
 	case o.rounds < 1:
@@ -85,6 +94,8 @@ func (o options) check() error {
 		return fmt.Errorf("-size %d is too small for %d layers", o.size, o.layers)
 	case o.only != "" && o.only != "cradle" && o.only != "containerd":
 		return fmt.Errorf("-only must be cradle or containerd")
+	case o.image != "all" && o.image != "synthetic" && o.image != "debian":
+		return fmt.Errorf("-image must be all, synthetic or debian")
 	case os.Geteuid() != 0:
 		return fmt.Errorf("must run as root: both runtimes mount overlayfs and own their stores")
 	}
@@ -130,22 +141,19 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 
-	spec := imageSpec{Layers: o.layers, Size: o.size, RandomFraction: o.randomFraction, Seed: 1}
-	t0 := time.Now()
-	img, err := buildImage(spec)
+	images, err := buildImages(o)
 	if err != nil {
-		return fmt.Errorf("build image: %w", err)
+		return err
 	}
-	buildTime := time.Since(t0)
-
-	reg, err := startRegistry(img)
+	reg, err := startRegistry(images)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	ceiling, err := registryCeiling(ctx, reg, img)
-	if err != nil {
-		return fmt.Errorf("registry ceiling: %w", err)
+	for _, bi := range images {
+		if bi.ceiling, err = registryCeiling(ctx, reg, bi); err != nil {
+			return fmt.Errorf("registry ceiling: %w", err)
+		}
 	}
 
 	certsDir, cniDir := filepath.Join(work, "certs.d"), filepath.Join(work, "cni")
@@ -164,24 +172,32 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		defer ctrd.Stop()
 	}
+	var debugSock string
 	if o.wants("cradle") {
-		crdl, err = newCradleSetup(work, cradleBin, certsDir, cniDir).start(ctx)
+		cs := newCradleSetup(work, cradleBin, certsDir, cniDir)
+		crdl, err = cs.start(ctx)
 		if err != nil {
 			return err
 		}
 		defer crdl.Stop()
+		debugSock = cs.debugSock
 	}
 
-	ref := reg.Ref(imageRepo + ":" + imageTag)
-	printHeader(o, img, ref, buildTime, ceiling, cradleBin)
-
-	res, err := measure(ctx, o, crdl, ctrd, ref)
-	if err != nil {
-		return err
+	printMachine(o, cradleBin, debugSock)
+	for i, bi := range images {
+		ref := reg.Ref(bi.repo + ":" + imageTag)
+		if i > 0 {
+			fmt.Println()
+		}
+		printImage(o, bi, ref)
+		res, err := measure(ctx, o, crdl, ctrd, ref)
+		if err != nil {
+			return err
+		}
+		res.hwmCradle, res.hwmContainerd = hwm(crdl), hwm(ctrd)
+		printReport(os.Stdout, o, bi, res)
+		fmt.Printf("load average after this image %s (other work on the machine widens the spread between rounds)\n", benchkit.LoadAverage())
 	}
-	res.hwmCradle, res.hwmContainerd = hwm(crdl), hwm(ctrd)
-	printReport(os.Stdout, o, img.Transfer, res)
-	fmt.Printf("load average at the end %s (other work on the machine widens the spread between rounds)\n", benchkit.LoadAverage())
 	return nil
 }
 
@@ -250,7 +266,7 @@ func hwm(d *daemon) int64 {
 	return statusKB(d.Pid(), "VmHWM:") * 1024
 }
 
-func printHeader(o options, img *builtImage, ref string, buildTime time.Duration, ceiling float64, cradleBin string) {
+func printMachine(o options, cradleBin, debugSock string) {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	fmt.Printf("pull benchmark: cradle vs containerd, same machine, same run\n")
@@ -265,11 +281,22 @@ func printHeader(o options, img *builtImage, ref string, buildTime time.Duration
 			benchkit.ContainerdVersion(o.containerd), o.containerd, pigz)
 	}
 	if o.wants("cradle") {
-		fmt.Printf("cradle    %s, defaults (6 parallel layer downloads)\n", cradleBin)
+		fmt.Printf("cradle    %s, defaults (6 parallel layer downloads); pprof on unix:%s\n", cradleBin, debugSock)
 	}
-	fmt.Printf("image     %s: %d layers, %d files, built in %s\n", ref, o.layers, img.Files, buildTime.Round(time.Millisecond))
-	fmt.Printf("          %s uncompressed file content (%.0f%% random, %.0f%% text), %s gzip-compressed, %s per pull incl. manifest+config\n",
-		formatMiB(img.Uncompressed), 100*o.randomFraction, 100*(1-o.randomFraction), formatMiB(img.Compressed), formatMiB(img.Transfer))
-	fmt.Printf("registry  in-process (go-containerregistry, blobs in memory), plain HTTP on 127.0.0.1; serves %.0f MiB/s with every layer fetched at once\n", ceiling)
 	fmt.Printf("method    1 warm-up pull each, then %d rounds alternating who pulls first; before every pull: CRI RemoveImage, wait until the store dirs are empty, sync\n\n", o.rounds)
+}
+
+func printImage(o options, bi *benchImage, ref string) {
+	img := bi.img
+	fmt.Printf("image     %s (%s): %d layers, %d files, %d tar entries, built in %s, manifest %s\n",
+		ref, bi.name, len(img.Layers), img.Files, img.Entries, bi.build.Round(time.Millisecond), img.Digest)
+	for _, d := range bi.describe {
+		fmt.Printf("          %s\n", d)
+	}
+	fmt.Printf("          %s file content, %s gzip-compressed, %s per pull incl. manifest+config\n",
+		formatMiB(img.Uncompressed), formatMiB(img.Compressed), formatMiB(img.Transfer))
+	for i, l := range img.LayerSizes {
+		fmt.Printf("          layer %d: %6d files, %10s content, %10s gzip\n", i, l.Files, formatMiB(l.Content), formatMiB(l.Compressed))
+	}
+	fmt.Printf("registry  in-process (go-containerregistry, blobs in memory), plain HTTP on 127.0.0.1; serves %.0f MiB/s with every layer fetched at once\n\n", bi.ceiling)
 }

@@ -11,20 +11,19 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-const (
-	imageRepo = "bench/big"
-	imageTag  = "1"
-)
+const imageTag = "1"
 
-// startRegistry serves img from an in-process registry on 127.0.0.1.
-func startRegistry(img *builtImage) (*testkit.Registry, error) {
+// startRegistry serves the images from an in-process registry on 127.0.0.1.
+func startRegistry(images []*benchImage) (*testkit.Registry, error) {
 	reg, err := testkit.StartRegistry()
 	if err != nil {
 		return nil, fmt.Errorf("start registry: %w", err)
 	}
-	if _, err := reg.Push(imageRepo+":"+imageTag, img.Image); err != nil {
-		reg.Close()
-		return nil, err
+	for _, bi := range images {
+		if _, err := reg.Push(bi.repo+":"+imageTag, bi.img.Image); err != nil {
+			reg.Close()
+			return nil, err
+		}
 	}
 	return reg, nil
 }
@@ -32,7 +31,8 @@ func startRegistry(img *builtImage) (*testkit.Registry, error) {
 // registryCeiling is how fast the registry serves the image's layers when
 // all are fetched at once and thrown away, in MiB/s (best of three): an upper
 // bound on pull throughput that shows whether the registry limits the result.
-func registryCeiling(ctx context.Context, reg *testkit.Registry, img *builtImage) (float64, error) {
+func registryCeiling(ctx context.Context, reg *testkit.Registry, bi *benchImage) (float64, error) {
+	img := bi.img
 	client := &http.Client{Transport: reg.Transport(), Timeout: 5 * time.Minute}
 	defer client.CloseIdleConnections()
 	best := 0.0
@@ -41,7 +41,7 @@ func registryCeiling(ctx context.Context, reg *testkit.Registry, img *builtImage
 		g, gctx := errgroup.WithContext(ctx)
 		for _, d := range img.Layers {
 			g.Go(func() error {
-				req, err := http.NewRequestWithContext(gctx, http.MethodGet, reg.URL+"/v2/"+imageRepo+"/blobs/"+d.String(), nil)
+				req, err := http.NewRequestWithContext(gctx, http.MethodGet, reg.URL+"/v2/"+bi.repo+"/blobs/"+d.String(), nil)
 				if err != nil {
 					return err
 				}

@@ -30,10 +30,12 @@ const maxZstdWindow = 1 << 27
 
 // unpacker streams one layer blob into a directory:
 //
-//	body → size limit → blob digest → decompress → diff_id digest → layer.Apply
+//	body → size limit → blob digest → decompress → diff_id digest ⇒ layer.Apply
 //
-// Nothing is buffered beyond small read buffers and nothing is written but the
-// unpacked files.
+// in two goroutines (⇒ is an aheadReader): one downloads, hashes and
+// decompresses while the other creates the files, so the CPU work of the
+// first overlaps the syscalls of the second. Nothing is buffered beyond a few
+// read-ahead chunks and nothing is written but the unpacked files.
 type unpacker struct {
 	desc   ocispec.Descriptor
 	diffID digest.Digest
@@ -54,13 +56,18 @@ func (u *unpacker) unpack(ctx context.Context, dir string, body io.Reader) (laye
 	diffHash := u.diffID.Algorithm().Hash()
 	if decErr == nil {
 		dec := &errRecorder{r: tarStream}
-		tee := io.TeeReader(dec, diffHash)
-		stats, applyErr = layer.Apply(ctx, dir, tee)
+		ahead := newAheadReader(io.TeeReader(dec, diffHash))
+		stats, applyErr = layer.Apply(ctx, dir, ahead)
 		if applyErr == nil {
 			// The diff_id covers the whole stream, tar padding included.
-			_, decErr = io.Copy(io.Discard, tee)
-		} else if dec.err != nil {
-			// Apply failed because the stream under it did.
+			_, decErr = io.Copy(io.Discard, ahead)
+		}
+		// Apply failed because the stream under it did: not for a failure
+		// the read-ahead met further on, which Apply never saw.
+		streamFailed := applyErr != nil && ahead.reachedError()
+		// From here on this goroutine alone reads the blob and dec.
+		ahead.Close()
+		if streamFailed && dec.err != nil {
 			applyErr, decErr = nil, dec.err
 		}
 		closeDec()

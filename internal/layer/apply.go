@@ -95,6 +95,7 @@ type applier struct {
 	dirs     dirCache
 	dirTimes dirTimes
 	chown    bool
+	uid, gid int // the ids new entries get, unless their parent imposes its group
 	buf      *[]byte
 	stats    ApplyStats
 }
@@ -118,6 +119,8 @@ func newApplier(ctx context.Context, dir string) (*applier, error) {
 		dirs:     newDirCache(top),
 		dirTimes: newDirTimes(),
 		chown:    os.Geteuid() == 0,
+		uid:      os.Geteuid(),
+		gid:      os.Getegid(),
 		buf:      copyBufs.Get().(*[]byte),
 	}, nil
 }

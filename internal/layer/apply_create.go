@@ -109,7 +109,7 @@ func (a *applier) regular(e target, m meta, r io.Reader, sparse bool) error {
 	a.stats.Bytes += n
 	// Content first: writing drops setuid bits and file capabilities.
 	if err == nil {
-		err = a.metaFd(fd, e.rel, m)
+		err = a.metaFd(fd, e.rel, m, e.dirfd)
 	}
 	if err == nil {
 		err = a.times(e, m)
@@ -220,7 +220,11 @@ func (a *applier) directory(e target, m meta) error {
 		return &os.PathError{Op: "openat", Path: e.rel, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), e.rel)
-	if err := a.metaFd(fd, e.rel, m); err == nil && was == priorWhiteout {
+	parentfd := -1 // a directory kept from before may have any owner
+	if created {
+		parentfd = e.dirfd
+	}
+	if err := a.metaFd(fd, e.rel, m, parentfd); err == nil && was == priorWhiteout {
 		// The layer deleted this directory of the layers below and made a
 		// new one: only its own content may show.
 		err = setOpaque(fd, e.rel)

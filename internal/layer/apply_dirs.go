@@ -25,19 +25,46 @@ const maxCachedDirs = 16
 // A returned fd stays valid until the next call to resolve, put or
 // invalidate, which may evict it: callers use one cached fd at a time.
 type dirCache struct {
-	top   *os.File // the layer root, never evicted
-	topfd int
-	ents  []cachedDir
+	top    *os.File // the layer root, never evicted
+	topfd  int
+	topgid int
+	ents   []cachedDir
 }
 
 type cachedDir struct {
 	rel string
 	f   *os.File
 	fd  int
+	gid int // the directory's group when it was cached; -1 if unknown
 }
 
 func newDirCache(top *os.File) dirCache {
-	return dirCache{top: top, topfd: int(top.Fd()), ents: make([]cachedDir, 0, maxCachedDirs)}
+	fd := int(top.Fd())
+	return dirCache{top: top, topfd: fd, topgid: dirGid(fd), ents: make([]cachedDir, 0, maxCachedDirs)}
+}
+
+// dirGid is the group of the open directory fd, -1 if fstat fails.
+func dirGid(fd int) int {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return -1
+	}
+	return int(st.Gid)
+}
+
+// gid is the group of the cached directory fd, -1 if fd is not cached. It is
+// current: a directory whose owner the layer changes is cached anew (see
+// applier.directory).
+func (c *dirCache) gid(fd int) int {
+	if fd == c.topfd {
+		return c.topgid
+	}
+	for _, e := range c.ents {
+		if e.fd == fd {
+			return e.gid
+		}
+	}
+	return -1
 }
 
 // resolve returns an fd for the directory rel (clean, relative), opening it
@@ -151,7 +178,7 @@ func (c *dirCache) put(rel string, f *os.File) int {
 		c.ents[len(c.ents)-1].f.Close()
 		c.ents = c.ents[:len(c.ents)-1]
 	}
-	c.ents = slices.Insert(c.ents, 0, cachedDir{rel: rel, f: f, fd: fd})
+	c.ents = slices.Insert(c.ents, 0, cachedDir{rel: rel, f: f, fd: fd, gid: dirGid(fd)})
 	return fd
 }
 

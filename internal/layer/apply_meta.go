@@ -120,11 +120,23 @@ func setXattrs(set func(name string, value []byte) error, xs []xattr) error {
 	return nil
 }
 
+// ownedAlready reports whether an entry just created in the directory
+// parentfd already has the owner m asks for, so that chown would change
+// nothing (most entries of most layers are root's, and so is the daemon). A
+// new entry is the creator's, its group the creator's too unless the parent
+// is setgid or the mount says grpid, when it is the parent's: with the
+// parent's group equal to the creator's, both cases agree. parentfd -1 means
+// the entry was not just created.
+func (a *applier) ownedAlready(parentfd int, m meta) bool {
+	return parentfd >= 0 && m.uid == a.uid && m.gid == a.gid && a.dirs.gid(parentfd) == a.gid
+}
+
 // metaFd applies owner, mode and xattrs through an open fd (regular files,
-// directories). Owner goes first: chown clears setuid/setgid and file
-// capabilities, so the mode and security.capability must follow it.
-func (a *applier) metaFd(fd int, rel string, m meta) error {
-	if a.chown {
+// directories); parentfd is as for ownedAlready. Owner goes first: chown
+// clears setuid/setgid and file capabilities, so the mode and
+// security.capability must follow it.
+func (a *applier) metaFd(fd int, rel string, m meta, parentfd int) error {
+	if a.chown && !a.ownedAlready(parentfd, m) {
 		if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
 			return &os.PathError{Op: "fchown", Path: rel, Err: err}
 		}
@@ -137,12 +149,12 @@ func (a *applier) metaFd(fd int, rel string, m meta) error {
 	}, m.xattrs)
 }
 
-// metaAt applies all metadata by name to an entry that must not be opened
-// (symlinks, devices, FIFOs). Only single names relative to a trusted parent
+// metaAt applies all metadata by name to an entry just created that must not
+// be opened (symlinks, devices, FIFOs). Only single names relative to a trusted parent
 // fd are used, and nothing follows a symlink; xattrs go through the parent
 // fd's /proc entry for want of an lsetxattrat.
 func (a *applier) metaAt(e target, m meta, chmod bool) error {
-	if a.chown {
+	if a.chown && !a.ownedAlready(e.dirfd, m) {
 		if err := unix.Fchownat(e.dirfd, e.base, m.uid, m.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return &os.PathError{Op: "fchownat", Path: e.rel, Err: err}
 		}

@@ -703,3 +703,43 @@ func TestCleanName(t *testing.T) {
 		}
 	}
 }
+
+// Entries owned by the daemon's own ids skip chown, but only where the new
+// entry really has them: under a setgid directory of another group the
+// kernel hands out that group, so root:root entries there are chowned back;
+// a directory the layer meets again keeps no owner from before.
+func TestApplyOwnersUnderSetgidAndReplacedDirs(t *testing.T) {
+	requireRoot(t)
+	if os.Getegid() != 0 {
+		t.Skip("needs egid 0")
+	}
+	dir := t.TempDir()
+	group := func(e tent, gid int) tent { e.Gid = gid; return e }
+	mustApply(t, dir,
+		group(withMode(dirEnt("sg"), 0o2775), 4321),
+		reg("sg/f", "x"),                  // 0:0 wanted, 0:4321 by inheritance
+		symEnt("sg/l", "f"),               // likewise, by name
+		dirEnt("sg/sub"),                  // inherits group and setgid
+		reg("plain", "y"),                 // 0:0 as created
+		group(dirEnt("again"), 777),       // first 0:777 ...
+		withMode(dirEnt("again"), 0o750),  // ... then 0:0 again
+		group(reg("sg/other", "z"), 4321), // wants the inherited group
+		tent{Header: tar.Header{Typeflag: tar.TypeReg, Name: "mine", Uid: 55, Gid: 66, Mode: 0o600}, Body: "m"},
+	)
+	want := map[string][2]uint32{
+		"sg": {0, 4321}, "sg/f": {0, 0}, "sg/l": {0, 0}, "sg/sub": {0, 0}, "plain": {0, 0},
+		"again": {0, 0}, "sg/other": {0, 4321}, "mine": {55, 66},
+	}
+	for p, ids := range want {
+		if st := lstat(t, filepath.Join(dir, p)); st.Uid != ids[0] || st.Gid != ids[1] {
+			t.Errorf("%s owner = %d:%d, want %d:%d", p, st.Uid, st.Gid, ids[0], ids[1])
+		}
+	}
+	// The tar's modes win over what the setgid parent passed down.
+	if m := lstat(t, filepath.Join(dir, "sg/sub")).Mode & 0o7777; m != 0o755 {
+		t.Errorf("sg/sub mode = %o, want 755", m)
+	}
+	if m := lstat(t, filepath.Join(dir, "again")).Mode & 0o7777; m != 0o750 {
+		t.Errorf("again mode = %o, want 750", m)
+	}
+}

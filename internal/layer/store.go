@@ -80,6 +80,7 @@ func Open(dir string) (*Store, error) {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("open layer store: %w", err)
 	}
+	spreadChildren(tmp)
 	s := &Store{
 		dir:    dir,
 		layers: map[digest.Digest]*layerRef{},
