@@ -24,7 +24,7 @@ kubelet=${KUBELET:-$(command -v kubelet || true)}
 [ -x "$kubelet" ] || { echo "kubelet-smoke: no kubelet binary (set KUBELET=/path/to/kubelet)" >&2; exit 2; }
 ./hack/install-deps.sh
 mkdir -p bin
-go build -o bin/cradle ./cmd/cradle
+go build -o bin/ ./cmd/cradle ./cmd/cradled   # cradled: the daemon `cradle daemon` runs
 go build -o bin/demoregistry ./hack/demoregistry
 
 work=$(mktemp -d /tmp/cradle-kubelet.XXXXXX)

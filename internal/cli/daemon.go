@@ -1,57 +1,70 @@
 package cli
 
 import (
-	"context"
+	goflag "flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/cradle-runtime/cradle/internal/config"
-	"github.com/cradle-runtime/cradle/internal/daemon"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
-// configFlags are the flags `cradle daemon` and `cradle config` share.
-type configFlags struct {
-	file string
-	ov   config.Overrides
-}
+// configFlags are the flags `cradle daemon`, `cradle config` and `cradle
+// check` share; config.Flags defines them for both binaries.
+type configFlags struct{ config.Flags }
 
 func (f *configFlags) register(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	fl.StringVar(&f.file, "config", "", "config file (default "+config.DefaultFile+"; drop-ins from <file without .toml>.d/*.toml)")
-	fl.StringVar(&f.ov.Socket, "socket", "", "CRI socket path (overrides the config's socket)")
-	fl.StringVar(&f.ov.Root, "root", "", "root directory for persistent data (overrides root)")
-	fl.StringVar(&f.ov.State, "state", "", "state directory for runtime state (overrides state)")
-	fl.StringVar(&f.ov.LogLevel, "log-level", "", "debug, info, warn or error (overrides log_level)")
+	gfs := goflag.NewFlagSet(cmd.Name(), goflag.ContinueOnError)
+	f.Register(gfs)
+	cmd.Flags().AddGoFlagSet(gfs)
 }
 
-func (f *configFlags) load() (*config.Loaded, error) { return config.Load(f.file, f.ov) }
+func (f *configFlags) load() (*config.Loaded, error) { return f.Load() }
 
-// newDaemonCommand returns `cradle daemon`: it stays in the foreground (the
-// supervisor owns daemonising) and exits on SIGTERM/SIGINT, leaving containers
-// running.
-func newDaemonCommand() *cobra.Command {
+// DaemonBinary is the lean daemon `cradle daemon` runs (cmd/cradled). The
+// daemon is a binary of its own so that it does not carry this client's
+// dependencies (client-go's streaming, cri-client, cobra's templates) in
+// its memory: an idle daemon's pages are mostly the code it maps.
+const DaemonBinary = "cradled"
+
+// daemonPath finds cradled beside this binary (how they are built and
+// installed), else on PATH.
+func daemonPath() (string, error) {
+	var tried []string
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), DaemonBinary)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	if p, err := exec.LookPath(DaemonBinary); err == nil {
+		return p, nil
+	}
+	tried = append(tried, "PATH")
+	return "", fmt.Errorf("cradle daemon runs %s, which is in none of %s: build it beside cradle (go build -o bin/ ./cmd/cradle ./cmd/cradled)",
+		DaemonBinary, strings.Join(tried, ", "))
+}
+
+// newDaemonCommand returns `cradle daemon`: it replaces this process with
+// cradled (same pid, so supervisors, signals and scripts see no difference),
+// which stays in the foreground and exits on SIGTERM/SIGINT, leaving
+// containers running.
+func newDaemonCommand(env *environment) *cobra.Command {
 	var flags configFlags
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the CRI daemon in the foreground",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := flags.load()
+			bin, err := daemonPath()
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg.LogLevel)
-			// Packages that log through slog's default (sandbox recovery,
-			// libraries) then honour log_level and the daemon's format.
-			slog.SetDefault(log)
-			ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
-			defer stop()
-			return daemon.Run(ctx, cfg, log, nil)
+			return env.exec(bin, append([]string{bin}, flags.Args()...), os.Environ())
 		},
 	}
 	flags.register(cmd)
@@ -86,10 +99,4 @@ func newConfigCommand() *cobra.Command {
 	}
 	flags.register(cmd)
 	return cmd
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
