@@ -226,7 +226,10 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 		return id, err
 	}
 	c.rec.State = Created
-	if err := save(m.dir(id), &c.rec); err != nil {
+	// Noted, not fsynced (see note): after a power loss the intent record,
+	// or none, makes start-up undo the container; nothing of it outlives
+	// the reboot but the files that undo removes.
+	if err := note(m.dir(id), &c.rec); err != nil {
 		return id, err
 	}
 	crashpoint.Hit(crashpoint.CreateCreated)

@@ -149,6 +149,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if pid, err = r.readSync(ctx, o.ID, syncR); err != nil {
 		return 0, err
 	}
+	r.openInit(o.ID, pid)
 	crashpoint.Hit(crashpoint.CreateConmon)
 	rec := record{Bundle: o.Bundle, LogPath: o.LogPath, Pid: pid, MonitorPid: monitorPid, Created: time.Now()}
 	if err = r.writeRecord(o.ID, rec); err != nil {
