@@ -116,6 +116,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 		cmd.Env = append(cmd.Env, "_OCI_STARTPIPE=4")
 		defer startR.Close()
 	}
+	t0 := time.Now()
 	err = cmd.Start()
 	syncW.Close() // conmon has its copy; ours would hide conmon's EOF
 	if err != nil {
@@ -134,6 +135,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 			return 0, fmt.Errorf("start conmon of %s: %w", o.ID, err)
 		}
 	}
+	tStarted := time.Now()
 	// The first conmon forks the real monitor, writes its pid and exits.
 	if err = cmd.Wait(); err != nil {
 		return 0, errdefs.WithKind(kindOf(ctx, errKindUnknown),
@@ -146,9 +148,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if monitorWatch, err = watchPid(monitorPid); err != nil {
 		return 0, fmt.Errorf("conmon for %s: %w", o.ID, err)
 	}
+	tForked := time.Now()
 	if pid, err = r.readSync(ctx, o.ID, syncR); err != nil {
 		return 0, err
 	}
+	// Where a create spends its time: starting conmon, conmon forking its
+	// monitor, and the runtime's create (nearly all of it).
+	r.log.Debug("conmon create", "container", o.ID, "exec", tStarted.Sub(t0), "fork", tForked.Sub(tStarted), "create", time.Since(tForked))
 	r.openInit(o.ID, pid)
 	crashpoint.Hit(crashpoint.CreateConmon)
 	rec := record{Bundle: o.Bundle, LogPath: o.LogPath, Pid: pid, MonitorPid: monitorPid, Created: time.Now()}
