@@ -22,6 +22,9 @@ func isPause(argv []string) bool {
 type overhead struct {
 	daemon, monitors, pauses int
 	pssKiB                   int64
+	// The daemon's own PSS split into mapped files (its binary) and
+	// anonymous memory (heap, stacks, runtime).
+	daemonFileKiB, daemonAnonKiB int64
 }
 
 // runtimeProcs picks the runtime's processes out of ps: the daemon, its
@@ -77,6 +80,9 @@ func measureOverhead(d *benchkit.Daemon) (overhead, error) {
 			continue // exited between the listing and now
 		}
 		o.pssKiB += r.PssKiB
+		if pid == d.Pid() {
+			o.daemonFileKiB, o.daemonAnonKiB = r.PssFileKiB, r.PssAnonKiB
+		}
 	}
 	return o, nil
 }

@@ -43,6 +43,9 @@ func printReport(w io.Writer, crdl, ctrd *side, t targets, width int) {
 	md := perPodKiB(ctrd.loaded.pssKiB, ctrd.idle.pssKiB, ctrd.pods)
 	fmt.Fprintf(tw, "PSS idle, empty root, just started (daemon)\t%s\t%s\t%.2f\n", kibCell(float64(crdl.empty.pssKiB)), kibCell(float64(ctrd.empty.pssKiB)),
 		benchkit.Ratio(float64(crdl.empty.pssKiB), float64(ctrd.empty.pssKiB)))
+	fmt.Fprintf(tw, "  of which mapped files (binary) / anonymous\t%s / %s\t%s / %s\t\n",
+		kibCell(float64(crdl.empty.daemonFileKiB)), kibCell(float64(crdl.empty.daemonAnonKiB)),
+		kibCell(float64(ctrd.empty.daemonFileKiB)), kibCell(float64(ctrd.empty.daemonAnonKiB)))
 	fmt.Fprintf(tw, "PSS idle, after the start phases (daemon)\t%s\t%s\t\n", kibCell(float64(crdl.idle.pssKiB)), kibCell(float64(ctrd.idle.pssKiB)))
 	fmt.Fprintf(tw, "PSS with %d pods (daemon + monitors + pauses)\t%s\t%s\t\n", crdl.pods, kibCell(float64(crdl.loaded.pssKiB)), kibCell(float64(ctrd.loaded.pssKiB)))
 	fmt.Fprintf(tw, "  processes counted: monitors / pause\t%d / %d\t%d / %d\t\n", crdl.loaded.monitors, crdl.loaded.pauses, ctrd.loaded.monitors, ctrd.loaded.pauses)
