@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cradle-runtime/cradle/internal/config"
+	"github.com/cradle-runtime/cradle/internal/daemonexec"
 	"github.com/spf13/cobra"
 )
 
@@ -28,7 +29,7 @@ func (f *configFlags) load() (*config.Loaded, error) { return f.Load() }
 // daemon is a binary of its own so that it does not carry this client's
 // dependencies (client-go's streaming, cri-client, cobra's templates) in
 // its memory: an idle daemon's pages are mostly the code it maps.
-const DaemonBinary = "cradled"
+const DaemonBinary = daemonexec.Binary
 
 // daemonPath finds cradled beside this binary (how they are built and
 // installed), else on PATH.
@@ -50,7 +51,8 @@ func daemonPath() (string, error) {
 }
 
 // newDaemonCommand returns `cradle daemon`: it replaces this process with
-// cradled (same pid, so supervisors, signals and scripts see no difference),
+// cradled (internal/daemonexec does it earlier, before the CLI's packages
+// initialise, when cradled is beside this binary and the verb comes first) (same pid, so supervisors, signals and scripts see no difference),
 // which stays in the foreground and exits on SIGTERM/SIGINT, leaving
 // containers running.
 func newDaemonCommand(env *environment) *cobra.Command {
