@@ -47,7 +47,7 @@ func main() {
 	flag.IntVar(&o.layers, "layers", 5, "layers of the image")
 	flag.Float64Var(&o.randomFraction, "random", 0.25, "share of the content that is incompressible random bytes; the rest is text")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs, stores) and the pulled images")
-	flag.StringVar(&o.cradle, "cradle", "", "cradle binary, with cradled beside it (default: build ./cmd/cradle and ./cmd/cradled of this checkout)")
+	flag.StringVar(&o.cradle, "cradle", "", "cradle binary (default: build ./cmd/cradle of this checkout)")
 	flag.StringVar(&o.containerd, "containerd", "/usr/bin/containerd", "containerd binary (1.6, Debian's package)")
 	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "runc binary named in containerd's config")
 	flag.StringVar(&o.workdir, "workdir", "/var/tmp", "parent of the work dir; both runtimes store images there")
