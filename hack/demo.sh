@@ -18,7 +18,7 @@ export PATH=$PATH:/usr/local/go/bin
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 
 mkdir -p bin
-go build -o bin/cradle ./cmd/cradle
+go build -o bin/ ./cmd/cradle ./cmd/cradled   # cradled: the daemon `cradle daemon` runs
 go build -o bin/demoregistry ./hack/demoregistry
 # The registry builds the web image's binary with `go build` when it starts:
 # build it here first so that, on a cold build cache, the time goes where the

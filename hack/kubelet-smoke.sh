@@ -28,7 +28,7 @@ fi
 [ -x "$kubelet" ] || { echo "kubelet-smoke: $kubelet is not an executable kubelet" >&2; exit 2; }
 ./hack/install-deps.sh
 mkdir -p bin
-go build -o bin/cradle ./cmd/cradle
+go build -o bin/ ./cmd/cradle ./cmd/cradled   # cradled: the daemon `cradle daemon` runs
 go build -o bin/demoregistry ./hack/demoregistry
 
 work=$(mktemp -d /tmp/cradle-kubelet.XXXXXX)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hack/package.sh [OUTDIR]: builds the Debian package of cradle with
 # dpkg-deb into OUTDIR (default dist/) and prints its path. It holds
-# /usr/bin/cradle, the systemd unit, /etc/cradle/cradle.toml (a conffile:
+# /usr/bin/cradle and /usr/bin/cradled (the daemon `cradle daemon` execs), the systemd unit, /etc/cradle/cradle.toml (a conffile:
 # the commented defaults `cradle config --default` prints) and, under
 # /usr/share/doc/cradle/, an example CNI bridge network and the operations
 # guide. VERSION overrides the version (default: from git, 0.1.0~git<date>.<sha>).
@@ -27,7 +27,7 @@ install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/etc/crad
 # configured), so CI reuses their compiled packages.
 go build \
   -ldflags "-s -w -X github.com/cradle-runtime/cradle/internal/version.Version=$VERSION" \
-  -o "$pkg/usr/bin/cradle" ./cmd/cradle
+  -o "$pkg/usr/bin/" ./cmd/cradle ./cmd/cradled   # cradled: the daemon `cradle daemon` runs
 install -m 0644 contrib/systemd/cradle.service "$pkg/lib/systemd/system/cradle.service"
 "$pkg/usr/bin/cradle" config --default >"$pkg/etc/cradle/cradle.toml"
 chmod 0644 "$pkg/etc/cradle/cradle.toml"

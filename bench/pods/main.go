@@ -45,7 +45,9 @@ func main() {
 	flag.IntVar(&o.calls, "list", 500, "ListContainers calls per runtime (and as many Version calls, the round-trip floor)")
 	flag.DurationVar(&o.settle, "settle", time.Second, "pause between the three memory samples")
 	o.Register()
-	flag.Float64Var(&o.targets.start, "target-start", 0.5, "ceiling on cradle/containerd pod start p50")
+	flag.Float64Var(&o.targets.start, "target-start", 0.4, "ceiling on cradle/containerd pod start p50")
+	flag.Float64Var(&o.targets.teardown, "target-teardown", 0.4, "ceiling on cradle/containerd teardown p50")
+	flag.Float64Var(&o.targets.idleMiB, "target-idle", 20, "ceiling on cradle's idle daemon PSS on an empty root, MiB")
 	flag.Float64Var(&o.targets.memory, "target-memory", 0.5, "ceiling on cradle/containerd memory per pod")
 	flag.Float64Var(&o.targets.list, "target-list", 0.2, "ceiling on cradle/containerd ListContainers p99")
 	benchkit.Main("bench/pods", func(ctx context.Context) error { return run(ctx, o) })
@@ -117,6 +119,16 @@ func run(ctx context.Context, o options) (err error) {
 	crdl := &side{name: "cradle", d: crdlD, runner: &podRunner{d: crdlD, image: imgs.Workload, logDir: filepath.Join(work, "cradle", "pods")}}
 	started = append(started, crdl)
 
+	// The daemons' own memory before any work, on an empty root (issue
+	// 10's idle figure): nothing pulled, no pod, no monitor.
+	for _, s := range []*side{crdl, ctrd} {
+		ov, err := settledOverhead(ctx, s.d, o.settle)
+		if err != nil {
+			return err
+		}
+		s.empty = ov
+	}
+
 	// Images present before anything is timed: the workload on both, the
 	// sandbox image on containerd (kubelet's pods find it pulled too).
 	for _, s := range []*side{crdl, ctrd} {
@@ -155,7 +167,8 @@ func printHeader(o options, cradleBin string, imgs benchkit.PodImages) {
 	fmt.Printf("containerd %s (%s), runc v2 shim, sandbox image %s (catatonit -P as /pause)\n", benchkit.ContainerdVersion(o.Containerd), o.Containerd, imgs.Pause)
 	fmt.Printf("cradle     %s (conmon + runc, no pause process)\n", cradleBin)
 	fmt.Printf("pods       1 container (%s: %q), pid namespace per container, CNI bridge+portmap+loopback\n", imgs.Workload, benchkit.WorkloadCommand)
-	fmt.Printf("method     1 warm-up pod each; %d sequential starts (each torn down at once); %d starts %d at a time;\n", o.n, o.n, o.width)
+	fmt.Printf("method     daemon PSS on an empty root right after start (median of 3 samples %v apart);\n", o.settle)
+	fmt.Printf("           1 warm-up pod each; %d sequential starts (each torn down at once); %d starts %d at a time;\n", o.n, o.n, o.width)
 	fmt.Printf("           then %d pods each: PSS (median of 3 samples %v apart) over the idle PSS, %d ListContainers + %[3]d Version calls each;\n", o.pods, o.settle, o.calls)
 	fmt.Printf("           teardown = StopContainer(grace %ds) + StopPodSandbox + RemovePodSandbox, from both the sequential and the %d-pod phase\n\n", benchkit.StopGrace, o.pods)
 }

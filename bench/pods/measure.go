@@ -21,10 +21,34 @@ type side struct {
 
 	startSeq, startPar []time.Duration
 	teardown           []time.Duration
-	list               []time.Duration
-	version            []time.Duration // the floor of a CRI round trip
-	idle, loaded       overhead
-	pods               int
+	// steps holds each call's time (startSteps: sequential starts;
+	// teardownSteps: the teardowns counted in teardown).
+	steps        map[string][]time.Duration
+	empty        overhead // the daemon just started on an empty root
+	list         []time.Duration
+	version      []time.Duration // the floor of a CRI round trip
+	idle, loaded overhead
+	pods         int
+}
+
+// addSteps files each call's time under its name.
+func (s *side) addSteps(names []string, ds []time.Duration) {
+	if s.steps == nil {
+		s.steps = map[string][]time.Duration{}
+	}
+	for i, d := range ds {
+		s.steps[names[i]] = append(s.steps[names[i]], d)
+	}
+}
+
+// addTeardown counts one teardown: its sum and each call.
+func (s *side) addTeardown(steps []time.Duration) {
+	var sum time.Duration
+	for _, d := range steps {
+		sum += d
+	}
+	s.teardown = append(s.teardown, sum)
+	s.addSteps(teardownSteps, steps)
 }
 
 // orderOf returns both sides in the order of round i.
@@ -68,11 +92,12 @@ func sequential(ctx context.Context, n int, crdl, ctrd *side) error {
 				return err
 			}
 			s.startSeq = append(s.startSeq, d)
+			s.addSteps(startSteps, p.started)
 			t, err := s.runner.teardown(ctx, p)
 			if err != nil {
 				return err
 			}
-			s.teardown = append(s.teardown, t)
+			s.addTeardown(t)
 		}
 	}
 	return nil
@@ -188,7 +213,7 @@ func loaded(ctx context.Context, m, calls int, settle time.Duration, crdl, ctrd 
 			if err != nil {
 				return err
 			}
-			s.teardown = append(s.teardown, t)
+			s.addTeardown(t)
 		}
 	}
 	return nil

@@ -11,6 +11,9 @@ import (
 type overhead struct {
 	daemon, monitors, pauses int
 	pssKiB                   int64
+	// The daemon's own PSS split into mapped files (its binary) and
+	// anonymous memory (heap, stacks, runtime).
+	daemonFileKiB, daemonAnonKiB int64
 }
 
 // measureOverhead sums the PSS of the runtime's processes now.
@@ -30,6 +33,9 @@ func measureOverhead(d *benchkit.Daemon) (overhead, error) {
 			continue // exited between the listing and now
 		}
 		o.pssKiB += r.PssKiB
+		if pid == d.Pid() {
+			o.daemonFileKiB, o.daemonAnonKiB = r.PssFileKiB, r.PssAnonKiB
+		}
 	}
 	return o, nil
 }

@@ -1,61 +1,72 @@
 package cli
 
 import (
-	"context"
+	goflag "flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"os/signal"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/cradle-runtime/cradle/internal/config"
-	"github.com/cradle-runtime/cradle/internal/daemon"
+	"github.com/cradle-runtime/cradle/internal/daemonexec"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
-// configFlags are the flags `cradle daemon` and `cradle config` share.
-type configFlags struct {
-	file string
-	ov   config.Overrides
-}
+// configFlags are the flags `cradle daemon`, `cradle config` and `cradle
+// check` share; config.Flags defines them for both binaries.
+type configFlags struct{ config.Flags }
 
 func (f *configFlags) register(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	fl.StringVar(&f.file, "config", "", "config file (default "+config.DefaultFile+"; drop-ins from <file without .toml>.d/*.toml)")
-	fl.StringVar(&f.ov.Socket, "socket", "", "CRI socket path (overrides the config's socket)")
-	fl.StringVar(&f.ov.Root, "root", "", "root directory for persistent data (overrides root)")
-	fl.StringVar(&f.ov.State, "state", "", "state directory for runtime state (overrides state)")
-	fl.StringVar(&f.ov.LogLevel, "log-level", "", "debug, info, warn or error (overrides log_level)")
+	gfs := goflag.NewFlagSet(cmd.Name(), goflag.ContinueOnError)
+	f.Register(gfs)
+	cmd.Flags().AddGoFlagSet(gfs)
 }
 
-func (f *configFlags) load() (*config.Loaded, error) { return config.Load(f.file, f.ov) }
+func (f *configFlags) load() (*config.Loaded, error) { return f.Load() }
 
-// newDaemonCommand returns `cradle daemon`: it stays in the foreground (the
-// supervisor owns daemonising), exits on SIGTERM/SIGINT leaving containers
-// running, and reloads its configuration on SIGHUP.
-func newDaemonCommand() *cobra.Command {
+// DaemonBinary is the lean daemon `cradle daemon` runs (cmd/cradled). The
+// daemon is a binary of its own so that it does not carry this client's
+// dependencies (client-go's streaming, cri-client, cobra's templates) in
+// its memory: an idle daemon's pages are mostly the code it maps.
+const DaemonBinary = daemonexec.Binary
+
+// daemonPath finds cradled beside this binary (how they are built and
+// installed), else on PATH.
+func daemonPath() (string, error) {
+	var tried []string
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), DaemonBinary)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	if p, err := exec.LookPath(DaemonBinary); err == nil {
+		return p, nil
+	}
+	tried = append(tried, "PATH")
+	return "", fmt.Errorf("cradle daemon runs %s, which is in none of %s: build it beside cradle (go build -o bin/ ./cmd/cradle ./cmd/cradled)",
+		DaemonBinary, strings.Join(tried, ", "))
+}
+
+// newDaemonCommand returns `cradle daemon`: it replaces this process with
+// cradled (internal/daemonexec does it earlier, before the CLI's packages
+// initialise, when cradled is beside this binary and the verb comes first) (same pid, so supervisors, signals and scripts see no difference),
+// which stays in the foreground and exits on SIGTERM/SIGINT, leaving
+// containers running.
+func newDaemonCommand(env *environment) *cobra.Command {
 	var flags configFlags
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the CRI daemon in the foreground",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := flags.load()
+			bin, err := daemonPath()
 			if err != nil {
 				return err
 			}
-			log, level := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-			// Packages that log through slog's default (sandbox recovery,
-			// libraries) then honour log_level and the daemon's format.
-			slog.SetDefault(log)
-			ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
-			defer stop()
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, unix.SIGHUP)
-			defer signal.Stop(hup)
-			return daemon.Run(ctx, daemon.Options{Config: cfg, Reload: flags.load, Log: log, Level: level, Hangup: hup})
+			return env.exec(bin, append([]string{bin}, flags.Args()...), os.Environ())
 		},
 	}
 	flags.register(cmd)
@@ -88,8 +99,8 @@ func newConfigCommand() *cobra.Command {
 			socket := config.DefaultSocket
 			if cfg != nil {
 				socket = cfg.Socket
-			} else if flags.ov.Socket != "" {
-				socket = flags.ov.Socket
+			} else if flags.Socket != "" {
+				socket = flags.Socket
 			}
 			if !filesOnly {
 				if running, files, err := daemonConfig(cmd.Context(), socket); err == nil {
@@ -116,18 +127,4 @@ func newConfigCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&defaults, "default", false, "print the built-in defaults as a commented config file (the packaged /etc/cradle/cradle.toml)")
 	cmd.Flags().BoolVar(&filesOnly, "files", false, "print what the files and flags give, without asking a running daemon")
 	return cmd
-}
-
-// newLogger is the daemon's logger: log_format picks text or JSON, and the
-// level is a LevelVar so a reload can change it.
-func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
-	lv := new(slog.LevelVar)
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level)) // validated by config
-	lv.Set(l)
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), lv
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), lv
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"slices"
@@ -202,6 +203,9 @@ func testEnv() (*environment, *syncBuffer, *syncBuffer) {
 		stdout:     out,
 		stderr:     errb,
 		isTerminal: func(any) bool { return false },
+		exec: func(string, []string, []string) error {
+			return errors.New("exec is not allowed in tests")
+		},
 	}, out, errb
 }
 

@@ -29,6 +29,8 @@ type environment struct {
 	// isTerminal reports whether f (stdin or stdout) is an interactive
 	// terminal: it decides the pull progress display and password prompts.
 	isTerminal func(f any) bool
+	// exec replaces the process (`cradle daemon` becomes cradled).
+	exec func(argv0 string, argv, envv []string) error
 }
 
 func osEnvironment() *environment {
@@ -41,6 +43,7 @@ func osEnvironment() *environment {
 			file, ok := f.(*os.File)
 			return ok && term.IsTerminal(int(file.Fd()))
 		},
+		exec: syscall.Exec,
 	}
 }
 
@@ -147,7 +150,7 @@ See 'cradle --help'.
 {{end}}`)
 
 	root.AddCommand(
-		newDaemonCommand(),
+		newDaemonCommand(c.env),
 		newConfigCommand(),
 		newCheckCommand(),
 		newVersionCommand(),

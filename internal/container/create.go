@@ -172,12 +172,26 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 			id = ""
 		}
 	}()
+	// Step timings go to the debug log, as the pod's do.
+	laps := make([]any, 0, 16)
+	lap := time.Now()
+	split := func(name string) {
+		now := time.Now()
+		laps = append(laps, name, now.Sub(lap))
+		lap = now
+	}
+	defer func() {
+		if err == nil {
+			m.log.Debug("container create steps", append([]any{"id", id}, laps...)...)
+		}
+	}()
 	if err := m.step("layers"); err != nil {
 		return id, err
 	}
 	if err := m.acquire(c); err != nil {
 		return id, err
 	}
+	split("layers")
 	if err := m.step("rootfs"); err != nil {
 		return id, err
 	}
@@ -187,12 +201,14 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err := mountRootfs(m.dir(id), m.rootfs(id), m.lowerDirs(c.rec.ChainIDs)); err != nil {
 		return id, err
 	}
+	split("rootfs")
 	if err := m.step("imagevolumes"); err != nil {
 		return id, err
 	}
 	if req.imageMounts, err = m.mountImageVolumes(c); err != nil {
 		return id, err
 	}
+	split("imagevolumes")
 	if err := m.step("spec"); err != nil {
 		return id, err
 	}
@@ -206,6 +222,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 		return id, err
 	}
 	c.rec.User = userOf(s.Process)
+	split("spec")
 	if err := m.step("bundle"); err != nil {
 		return id, err
 	}
@@ -216,6 +233,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err != nil {
 		return id, err
 	}
+	split("bundle")
 	if err := m.step("oci"); err != nil {
 		return id, err
 	}
@@ -225,14 +243,19 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	}); err != nil {
 		return id, err
 	}
+	split("oci")
 	m.releaseIdmapMounts(id)
 	if err := m.step("record"); err != nil {
 		return id, err
 	}
 	c.rec.State = Created
-	if err := save(m.dir(id), &c.rec); err != nil {
+	// Noted, not fsynced (see note): after a power loss the intent record,
+	// or none, makes start-up undo the container; nothing of it outlives
+	// the reboot but the files that undo removes.
+	if err := note(m.dir(id), &c.rec); err != nil {
 		return id, err
 	}
+	split("record")
 	crashpoint.Hit(crashpoint.CreateCreated)
 	m.mu.Lock()
 	m.containers[id] = c

@@ -117,7 +117,7 @@ func mountRootfsIdmapped(dir, target string, lowers []string, u *usernsInfo) (er
 		rel[len(lowers)-1-i] = name
 	}
 	data := "lowerdir=" + strings.Join(rel, ":") + ",upperdir=" + filepath.Join(dir, "upper") + ",workdir=" + filepath.Join(dir, "work")
-	if len(data) >= maxMountData {
+	if len(data)+len(volatileOpt) >= maxMountData {
 		return errdefs.InvalidArgument("image has too many layers (%d) for an overlay mount", len(lowers))
 	}
 	// The runtime reaches the rootfs from inside the user namespace, where
@@ -127,7 +127,7 @@ func mountRootfsIdmapped(dir, target string, lowers []string, u *usernsInfo) (er
 			return err
 		}
 	}
-	if err := mountOverlayIn(stage, target, 0, data); err != nil {
+	if err := mountWritable(stage, target, data, filepath.Join(dir, "work")); err != nil {
 		return fmt.Errorf("mount idmapped rootfs overlay at %s: %w", target, err)
 	}
 	return nil

@@ -45,7 +45,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
 	crashpoint.Hit(crashpoint.StartRan)
-	if err := m.update(c, func(r *record) {
+	// Noted: after a power loss a container recorded created is as dead
+	// as one recorded running, and start-up and Remove treat both alike.
+	if err := m.updateNote(c, func(r *record) {
 		// The watcher may already have recorded a quick exit.
 		if r.State == Created {
 			r.State, r.StartedAt = Running, started
@@ -100,7 +102,56 @@ func (m *Manager) watch(rt *oci.Runtime, c *ctr) {
 			return
 		}
 		m.recordExit(c, exit)
+		m.reap(rt, c)
 	}()
+}
+
+// reap deletes an exited container from the runtime right away (the part
+// of Remove that does not need the exit record, oci.DeleteExited), so
+// RemoveContainer and RemovePodSandbox do not wait for a runtime command.
+// It runs after Stop has been answered. A Remove that began first does it
+// all itself; one that comes while reap runs waits for it (reapedWait). A
+// crash in between leaves an exited container whose Remove runs the full
+// delete, which accepts a runtime that no longer knows the container.
+func (m *Manager) reap(rt *oci.Runtime, c *ctr) {
+	c.mu.Lock()
+	if c.reaping != nil || c.rec.State != Exited {
+		c.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	c.reaping = done
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(m.ctx, undoTimeout)
+	err := rt.DeleteExited(ctx, c.rec.ID)
+	cancel()
+	if err != nil {
+		m.log.Warn("delete exited container from the runtime (Remove retries)", "id", c.rec.ID, "err", err)
+	}
+	c.mu.Lock()
+	c.reaped = err == nil
+	c.mu.Unlock()
+	close(done)
+}
+
+// reapedWait waits for a reap in flight and tells whether the container is
+// already deleted from the runtime. Callers have recorded Removing (under
+// mu), so no reap starts after this looks.
+func (c *ctr) reapedWait(ctx context.Context) bool {
+	c.mu.Lock()
+	done := c.reaping
+	c.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reaped
 }
 
 func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
@@ -243,7 +294,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.stop(ctx, c, 0); err != nil {
 		return err
 	}
-	if err := m.update(c, func(r *record) { r.State = Removing }); err != nil {
+	if err := m.updateNote(c, func(r *record) { r.State = Removing }); err != nil {
 		if !errdefs.NoSpace(err) {
 			return err
 		}

@@ -127,6 +127,11 @@ type ctr struct {
 	layers bool
 	// volLayers: the same for the layers of rec.ImageVolumes.
 	volLayers bool
+	// reaping, when not nil, is closed once the runtime delete that follows
+	// a watched exit (reap) has ended; reaped says it succeeded, so Remove
+	// has only the files left. Both guarded by mu.
+	reaping chan struct{}
+	reaped  bool
 	// recovered, when not nil, is closed once the reconciliation after a
 	// daemon restart has ended; operations wait for it (waitRecovered).
 	recovered chan struct{}
@@ -152,7 +157,8 @@ func save(dir string, rec *record) error { return write(dir, rec, true) }
 // note writes rec atomically but skips the fsyncs: for the intent record,
 // which guards only what a reboot undoes (the rootfs mount) or what recovery
 // finds without it (a container directory with no readable record is an
-// orphan and removed). The Created save follows and is durable.
+// orphan and removed), and for the records of the start and the removal (see
+// their callers).
 func note(dir string, rec *record) error { return write(dir, rec, false) }
 
 func write(dir string, rec *record, durable bool) error {
@@ -212,12 +218,20 @@ func load(dir string) (record, error) {
 // update changes the in-memory record with fn and persists it. On a write
 // failure memory keeps the change: it describes the truth (the side effect
 // happened), and the next write carries it.
-func (m *Manager) update(c *ctr, fn func(*record)) error {
+func (m *Manager) update(c *ctr, fn func(*record)) error { return m.change(c, fn, true) }
+
+// updateNote is update without the fsyncs (see note), for Removing: after a
+// power loss the older durable record (exited) is read instead, and that
+// container is removed again, every undo step accepting what the first
+// removal already did.
+func (m *Manager) updateNote(c *ctr, fn func(*record)) error { return m.change(c, fn, false) }
+
+func (m *Manager) change(c *ctr, fn func(*record), durable bool) error {
 	c.saving.Lock()
 	defer c.saving.Unlock()
 	c.mu.Lock()
 	fn(&c.rec)
 	rec := c.rec
 	c.mu.Unlock()
-	return save(m.dir(rec.ID), &rec)
+	return write(m.dir(rec.ID), &rec, durable)
 }

@@ -23,7 +23,11 @@ func (m *Manager) undo(ctx context.Context, rt *oci.Runtime, c *ctr) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
 	if rt != nil {
-		if err := rt.Delete(ctx, id, true); err != nil {
+		del := func() error { return rt.Delete(ctx, id, true) }
+		if c.reapedWait(ctx) {
+			del = func() error { return rt.DeleteFiles(ctx, id) }
+		}
+		if err := del(); err != nil {
 			return err
 		}
 		crashpoint.Hit(crashpoint.RemoveDeleted)

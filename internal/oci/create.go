@@ -125,6 +125,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	// conmon start: until the first conmon has forked the monitor and
 	// exited; the monitor then runs the runtime's create, read below.
 	_, conmonSpan := tracing.Start(ctx, "conmon.start")
+	t0 := time.Now()
 	err = cmd.Start()
 	syncW.Close() // conmon has its copy; ours would hide conmon's EOF
 	if err != nil {
@@ -146,6 +147,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 			return 0, fmt.Errorf("start conmon of %s: %w", o.ID, err)
 		}
 	}
+	tStarted := time.Now()
 	// The first conmon forks the real monitor, writes its pid and exits.
 	err = cmd.Wait()
 	tracing.End(conmonSpan, err)
@@ -160,9 +162,14 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if monitorWatch, err = watchPid(monitorPid); err != nil {
 		return 0, fmt.Errorf("conmon for %s: %w", o.ID, err)
 	}
+	tForked := time.Now()
 	if pid, err = r.readSync(ctx, o.ID, syncR); err != nil {
 		return 0, err
 	}
+	// Where a create spends its time: starting conmon, conmon forking its
+	// monitor, and the runtime's create (nearly all of it).
+	r.log.Debug("conmon create", "container", o.ID, "exec", tStarted.Sub(t0), "fork", tForked.Sub(tStarted), "create", time.Since(tForked))
+	r.openInit(o.ID, pid)
 	crashpoint.Hit(crashpoint.CreateConmon)
 	rec := record{Bundle: o.Bundle, LogPath: o.LogPath, Pid: pid, MonitorPid: monitorPid, Created: time.Now()}
 	if err = r.writeRecord(o.ID, rec); err != nil {

@@ -78,6 +78,11 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all b
 	if sig <= 0 || sig > 64 {
 		return errdefs.InvalidArgument("invalid signal %d", int(sig))
 	}
+	if !all {
+		if done, err := r.signalInit(id, sig); done {
+			return err
+		}
+	}
 	args := []string{"kill"}
 	if all {
 		args = append(args, "--all")
@@ -94,6 +99,31 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all b
 // Without force a running container is refused (ErrFailedPrecondition); with
 // force it is killed. Deleting a container that does not exist succeeds.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	if err := r.deleteRuntime(ctx, id, force); err != nil {
+		return err
+	}
+	return r.DeleteFiles(ctx, id)
+}
+
+// DeleteExited is the part of Delete that may run as soon as a container's
+// exit is recorded, as containerd's shim deletes a task when it exits: the
+// runtime's state and cgroup (and with them any process left in a shared
+// PID namespace), conmon (which is exiting) and conmon's cgroup. The files,
+// the exit record among them, stay for DeleteFiles. Like Delete it accepts
+// a container the runtime no longer knows.
+func (r *Runtime) DeleteExited(ctx context.Context, id string) error {
+	if err := r.deleteRuntime(ctx, id, true); err != nil {
+		return err
+	}
+	r.stopMonitor(ctx, id)
+	r.waitPlacement(ctx, id)
+	if err := r.removeMonitorCgroup(id); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	return nil
+}
+
+func (r *Runtime) deleteRuntime(ctx context.Context, id string, force bool) error {
 	if err := validID(id); err != nil {
 		return err
 	}
@@ -102,6 +132,17 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		args = append(args, "--force")
 	}
 	if _, err := r.run(ctx, nil, append(args, id)...); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	r.closeInit(id)
+	return nil
+}
+
+// DeleteFiles is the rest of Delete once DeleteExited succeeded: conmon,
+// its cgroup (both gone already, which costs a few syscalls to see) and
+// every file of the container.
+func (r *Runtime) DeleteFiles(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
 		return err
 	}
 	r.stopMonitor(ctx, id)

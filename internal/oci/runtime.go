@@ -80,6 +80,7 @@ type Runtime struct {
 	mu       sync.Mutex
 	monitors map[string]*monitor      // by container id, while conmon runs
 	placing  map[string]chan struct{} // monitor cgroup moves in flight, closed when done
+	inits    map[string]int           // pidfds of the inits this daemon created, until deleted (initsignal.go)
 	closed   bool
 	stop     chan struct{}  // closed by Close
 	wg       sync.WaitGroup // monitor supervisors
@@ -110,7 +111,7 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, errdefs.FailedPrecondition("oci %s: %s is not an executable file", cfg.Handler, bin)
 		}
 	}
-	r := &Runtime{cfg: cfg, log: cfg.Logger, monitors: map[string]*monitor{}, stop: make(chan struct{})}
+	r := &Runtime{cfg: cfg, log: cfg.Logger, monitors: map[string]*monitor{}, inits: map[string]int{}, stop: make(chan struct{})}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -146,6 +147,7 @@ func (r *Runtime) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.closeInitsLocked()
 	ms := make([]*monitor, 0, len(r.monitors))
 	for _, m := range r.monitors {
 		ms = append(ms, m)

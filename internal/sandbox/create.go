@@ -104,7 +104,10 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	}
 	p.rec.State = Ready
 	t := time.Now()
-	err = m.save(p)
+	// Noted, not fsynced: after a power loss the durable record (creating,
+	// attached) makes start-up undo the pod, CNI DEL included, which leaves
+	// as little behind as stopping a READY one would.
+	err = m.note(p)
 	if err == nil {
 		crashpoint.Hit(crashpoint.RunReady)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -177,7 +176,10 @@ func (m *Manager) keepFailed(p *pod, err error) error {
 const undoTimeout = 60 * time.Second
 
 // erase removes p's files: its state dir and then its record. Callers have
-// torn p down and hold p.mu.
+// torn p down and hold p.mu. The removal is not fsynced: a record that a
+// power loss brings back names a pod whose namespaces are gone, which
+// start-up tears down again (idempotently) and lists NOTREADY for kubelet
+// to remove.
 func (m *Manager) erase(p *pod) error {
 	if err := os.RemoveAll(m.podDir(p.id)); err != nil {
 		return fmt.Errorf("remove pod dir: %w", err)
@@ -186,7 +188,7 @@ func (m *Manager) erase(p *pod) error {
 	if err := os.Remove(m.recordPath(p.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove pod record: %w", err)
 	}
-	return syncDir(filepath.Dir(m.recordPath(p.id)))
+	return nil
 }
 
 func (m *Manager) forget(p *pod) {

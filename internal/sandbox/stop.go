@@ -62,8 +62,11 @@ func (m *Manager) release(ctx context.Context, p *pod) error {
 // it. Memory keeps the change and the next save carries it; a crash before
 // that leaves an older record whose READY pod has lost its namespaces, which
 // start-up stops again (CNI DEL and the init's stop are idempotent).
+// For the same reason the record is noted, not fsynced: after a power loss
+// the older durable record (READY, or NOTREADY still attached) makes
+// start-up run the same idempotent teardown again.
 func (m *Manager) saveTeardown(p *pod) error {
-	err := m.save(p)
+	err := m.note(p)
 	if err != nil && errdefs.NoSpace(err) {
 		slog.Warn("disk full: tearing the pod down without recording the step", "pod", p.id, "err", err)
 		return nil

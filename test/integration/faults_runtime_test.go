@@ -311,12 +311,15 @@ func TestFaultRuntimeHangs(t *testing.T) {
 	}
 	h.assertNoneLeft(t, "after StopContainer")
 	release()
+	// The runtime's delete runs when the container has exited (the
+	// part of the removal that can go early): it hangs there first.
+	release = h.hang(t, "delete")
 	if err := d.Runtime.StopContainer(ctx, id, 0); err != nil {
 		t.Errorf("StopContainer once the runtime answers: %v", err)
 	}
+	h.waitHung(t, "delete")
 
 	// 6. RemoveContainer: delete hangs; the removal finishes later.
-	release = h.hang(t, "delete")
 	if err := d.Runtime.RemoveContainer(ctx, id); status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("RemoveContainer on a hung runtime = %v", err)
 	}

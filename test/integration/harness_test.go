@@ -24,7 +24,8 @@ var (
 	buildError error
 )
 
-// binary builds cmd/cradle once per test run.
+// binary builds cmd/cradle and cmd/cradled (which `cradle daemon` execs)
+// into one dir once per test run.
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -36,7 +37,8 @@ func binary(t *testing.T) string {
 		cradleBin = filepath.Join(dir, "cradle")
 		// With crash points compiled in (inert unless CRADLE_CRASH_AT is
 		// set: crash_test.go arms them).
-		cmd := exec.Command("go", "build", "-race", "-tags", "crashpoints", "-o", cradleBin, "github.com/cradle-runtime/cradle/cmd/cradle")
+		cmd := exec.Command("go", "build", "-race", "-tags", "crashpoints", "-o", dir+"/",
+			"github.com/cradle-runtime/cradle/cmd/cradle", "github.com/cradle-runtime/cradle/cmd/cradled")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildError = fmt.Errorf("go build: %v\n%s", err, out)
 		}

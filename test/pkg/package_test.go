@@ -38,7 +38,7 @@ func repoRoot(t *testing.T) string {
 
 // installed paths the package owns; none may exist before the test, and
 // none after its purge.
-var owned = []string{"/usr/bin/cradle", "/etc/cradle", "/lib/systemd/system/cradle.service", "/usr/share/doc/cradle"}
+var owned = []string{"/usr/bin/cradle", "/usr/bin/cradled", "/etc/cradle", "/lib/systemd/system/cradle.service", "/usr/share/doc/cradle"}
 
 func TestPackageBuildsInstallsAndPurges(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -73,7 +73,7 @@ func TestPackageBuildsInstallsAndPurges(t *testing.T) {
 	}
 
 	contents := run(t, "dpkg-deb", "-c", deb)
-	for _, want := range []string{"./usr/bin/cradle", "./lib/systemd/system/cradle.service", "./etc/cradle/cradle.toml",
+	for _, want := range []string{"./usr/bin/cradle", "./usr/bin/cradled", "./lib/systemd/system/cradle.service", "./etc/cradle/cradle.toml",
 		"./usr/share/doc/cradle/examples/10-cradle-bridge.conflist", "./usr/share/doc/cradle/operations.md"} {
 		if !strings.Contains(contents, want) {
 			t.Errorf("package lacks %s:\n%s", want, contents)

@@ -47,8 +47,9 @@ conf_dir = %q
 	return b.String()
 }
 
-// BuildCradle builds cmd/cradle of the checkout the working directory is in
-// into dir and returns the binary's path.
+// BuildCradle builds cmd/cradle and cmd/cradled (the daemon `cradle daemon`
+// execs) of the checkout the working directory is in into dir and returns
+// cradle's path.
 func BuildCradle(ctx context.Context, dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -70,10 +71,10 @@ func BuildCradle(ctx context.Context, dir string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "cradle")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, CradleModule+"/cmd/cradle")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", dir+"/", CradleModule+"/cmd/cradle", CradleModule+"/cmd/cradled")
 	cmd.Dir = filepath.Dir(gomod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build cmd/cradle: %w\n%s", err, out)
+		return "", fmt.Errorf("go build cmd/cradle cmd/cradled: %w\n%s", err, out)
 	}
 	return bin, nil
 }

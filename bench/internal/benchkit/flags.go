@@ -20,7 +20,7 @@ type PodFlags struct {
 // Register declares the flags on the default flag set.
 func (f *PodFlags) Register() {
 	flag.BoolVar(&f.Keep, "keep", false, "keep the work dir (configs, logs)")
-	flag.StringVar(&f.Cradle, "cradle", "", "cradle binary (default: build ./cmd/cradle of this checkout)")
+	flag.StringVar(&f.Cradle, "cradle", "", "cradle binary, with cradled beside it (default: build ./cmd/cradle and ./cmd/cradled of this checkout)")
 	flag.StringVar(&f.Containerd, "containerd", "/usr/bin/containerd", "containerd binary (1.6, Debian's package)")
 	flag.StringVar(&f.Runc, "runc", "/usr/sbin/runc", "runc binary named in containerd's config")
 	flag.StringVar(&f.Workdir, "workdir", "/var/tmp", "parent of the work dir")

@@ -73,6 +73,10 @@ func SplitCmdline(b []byte) []string {
 // Rollup is the memory of a process from /proc/PID/smaps_rollup, in KiB.
 type Rollup struct {
 	RssKiB, PssKiB int64
+	// PssFileKiB is the part of PSS that maps files (a daemon's own
+	// binary, mostly), PssAnonKiB the heap, stacks and runtime; 0 on
+	// kernels without these lines.
+	PssFileKiB, PssAnonKiB int64
 }
 
 // ReadRollup reads the process's smaps_rollup. PSS splits shared pages
@@ -104,6 +108,10 @@ func ParseRollup(r io.Reader) (Rollup, error) {
 			dst = &out.RssKiB
 		case "Pss:":
 			dst, havePss = &out.PssKiB, true
+		case "Pss_File:":
+			dst = &out.PssFileKiB
+		case "Pss_Anon:":
+			dst = &out.PssAnonKiB
 		default:
 			continue
 		}

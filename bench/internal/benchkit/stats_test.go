@@ -75,8 +75,8 @@ func TestFormatMs(t *testing.T) {
 }
 
 func TestParseRollup(t *testing.T) {
-	rollup := "55d0a1c0-7ffd rw-p 00000000 00:00 0 [rollup]\nRss:  4096 kB\nPss:  1234 kB\nPss_Anon: 1000 kB\n"
-	if got, err := ParseRollup(strings.NewReader(rollup)); err != nil || got != (Rollup{RssKiB: 4096, PssKiB: 1234}) {
+	rollup := "55d0a1c0-7ffd rw-p 00000000 00:00 0 [rollup]\nRss:  4096 kB\nPss:  1234 kB\nPss_Dirty: 7 kB\nPss_Anon: 1000 kB\nPss_File: 234 kB\n"
+	if got, err := ParseRollup(strings.NewReader(rollup)); err != nil || got != (Rollup{RssKiB: 4096, PssKiB: 1234, PssAnonKiB: 1000, PssFileKiB: 234}) {
 		t.Errorf("ParseRollup = %+v, %v", got, err)
 	}
 	if _, err := ParseRollup(strings.NewReader("Rss: 1 kB\n")); err == nil {

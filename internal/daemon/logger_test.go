@@ -1,4 +1,4 @@
-package cli
+package daemon
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 
 func TestLoggerFormatsAndLevel(t *testing.T) {
 	var buf bytes.Buffer
-	log, level := newLogger(&buf, "info", "json")
+	log, level := NewLogger(&buf, "info", "json")
 	log.Debug("hidden")
 	log.Info("shown", "handler", "runc")
 	var line map[string]any
@@ -28,7 +28,7 @@ func TestLoggerFormatsAndLevel(t *testing.T) {
 		t.Errorf("debug after the level changed: %q", buf.String())
 	}
 	buf.Reset()
-	text, _ := newLogger(&buf, "warn", "text")
+	text, _ := NewLogger(&buf, "warn", "text")
 	text.Info("hidden")
 	text.Warn("shown")
 	if got := buf.String(); !strings.HasPrefix(got, "time=") || !strings.Contains(got, `level=WARN msg=shown`) || strings.Contains(got, "hidden") {
