@@ -52,12 +52,16 @@ func TestUpgradeKeepsContainersRunning(t *testing.T) {
 	if err := os.MkdirAll(usrBin, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// cradle and cradled, which `cradle daemon` execs from beside itself.
+	bins := []string{"cradle", "cradled"}
+	for _, b := range bins {
+		copyFile(t, filepath.Join(filepath.Dir(binary(t)), b), filepath.Join(usrBin, b))
+	}
 	installed := filepath.Join(usrBin, "cradle")
-	copyFile(t, binary(t), installed)
-	next := filepath.Join(t.TempDir(), "cradle-next")
+	next := t.TempDir()
 	build := exec.Command("go", "build", "-race", "-tags", "crashpoints",
 		"-ldflags", "-X github.com/cradle-runtime/cradle/internal/version.Version=9.9.9-upgrade",
-		"-o", next, "github.com/cradle-runtime/cradle/cmd/cradle")
+		"-o", next+"/", "github.com/cradle-runtime/cradle/cmd/cradle", "github.com/cradle-runtime/cradle/cmd/cradled")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the next release: %v\n%s", err, out)
 	}
@@ -87,10 +91,13 @@ func TestUpgradeKeepsContainersRunning(t *testing.T) {
 		pidsBefore[id] = containerPid(t, d, id)
 	}
 
-	// dpkg's unpack: the new file next to the old, renamed over it.
-	copyFile(t, next, installed+".dpkg-new")
-	if err := os.Rename(installed+".dpkg-new", installed); err != nil {
-		t.Fatal(err)
+	// dpkg's unpack: each new file next to the old, renamed over it.
+	for _, b := range bins {
+		dst := filepath.Join(usrBin, b)
+		copyFile(t, filepath.Join(next, b), dst+".dpkg-new")
+		if err := os.Rename(dst+".dpkg-new", dst); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d.stop() // systemctl restart: SIGTERM to the main PID only
 	notes.await(t, "STOPPING=1")
