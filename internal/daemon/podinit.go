@@ -52,6 +52,12 @@ func (p podInit) Start(ctx context.Context, handler, id, bundle string, _ *specs
 	return pid, nil
 }
 
+// Sandboxed says whether the handler runs each pod in one sandbox.
+func (p podInit) Sandboxed(handler string) bool {
+	rt, err := p.runtime(handler)
+	return err == nil && rt.Sandboxed()
+}
+
 // Stop kills the init and removes it; an init already gone is success.
 func (p podInit) Stop(ctx context.Context, handler, id string) error {
 	rt, err := p.runtime(handler)

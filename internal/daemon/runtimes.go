@@ -97,6 +97,13 @@ func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon
 	if root == "" {
 		root = filepath.Join(cfg.State, "runtime", name)
 	}
+	relay := ""
+	if h.Sandboxed {
+		// conmon runs this very binary as the relay (oci/relay.go).
+		if relay, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("sandboxed runtime: the relay is this binary: %w", err)
+		}
+	}
 	return oci.New(oci.Config{
 		Handler:       name,
 		RuntimePath:   bin,
@@ -105,6 +112,9 @@ func openRuntime(cfg *config.Loaded, name string, h config.HandlerConfig, conmon
 		StateDir:      filepath.Join(cfg.State, "oci", name),
 		SystemdCgroup: cfg.Runtime.CgroupDriver == "systemd",
 		CallTimeout:   h.CallTimeout.Std(),
+		RuntimeArgs:   h.RuntimeArgs,
+		Sandboxed:     h.Sandboxed,
+		RelayPath:     relay,
 		// Pod accounting covers the monitors, and stopping the daemon's
 		// service cgroup does not take them down.
 		MonitorCgroups: true,

@@ -64,6 +64,9 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := validID(id); err != nil {
 		return err
 	}
+	if rec, err := r.readRecord(id); err == nil && rec.Relayed {
+		return r.startRelayed(ctx, id)
+	}
 	_, err := r.run(ctx, nil, "start", id)
 	return err
 }
@@ -104,6 +107,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if _, err := r.run(ctx, nil, append(args, id)...); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	r.quitRelay(id) // a relayed container never started: its holder waits
 	r.stopMonitor(ctx, id)
 	r.waitPlacement(ctx, id)
 	// Before the state dir goes: it holds the record of the monitor cgroup.

@@ -73,6 +73,9 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	p.rec = record{
 		Version: recordVersion, ID: p.id, Name: p.name, Config: cfgJSON, Digest: p.digest,
 		Handler: handler, CreatedAt: time.Now().UTC(), State: Creating,
+		// Recorded, not looked up: a handler reconfigured later must not
+		// change what this pod is.
+		Sandboxed: m.cfg.Init != nil && m.cfg.Init.Sandboxed(handler),
 	}
 	if err := m.hook(stepRecord); err != nil {
 		return err
@@ -234,7 +237,7 @@ func (m *Manager) writeHosts(_ context.Context, p *pod, v *Sandbox) error {
 }
 
 func (m *Manager) runInit(ctx context.Context, p *pod, v *Sandbox) error {
-	if !sharesPID(p.cfg) {
+	if !sharesPID(p.cfg) && !p.rec.Sandboxed {
 		return nil
 	}
 	p.rec.InitStarted = true

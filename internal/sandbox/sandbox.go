@@ -112,8 +112,12 @@ type Sandbox struct {
 	// Paths of the pinned namespaces; "" when the pod uses the host's.
 	NetNS, IPCNS, UTSNS, UserNS string
 	// PIDNS is the shared PID namespace (/proc/<init pid>/ns/pid) of a pod
-	// with an init process, "" otherwise.
+	// with an init process, "" otherwise. A sandboxed pod's is a name, not
+	// a host namespace (see publish).
 	PIDNS string
+	// Sandboxed: the pod runs on a sandboxed runtime, in the sandbox its
+	// sandbox container (ID = the pod's) made.
+	Sandboxed bool
 	// Per-pod files for containers to bind-mount; Shm is "" with host IPC.
 	Hostname, ResolvConf, Hosts, Shm string
 	// Resources kubelet last reported for the pod; nil if never. Shared:
