@@ -105,7 +105,12 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		args = append(args, "--force")
 	}
 	if _, err := r.run(ctx, nil, append(args, id)...); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
+		// A delete that failed half-way (gVisor's, of a container whose
+		// sandbox is already gone) may still have removed the container:
+		// if the runtime no longer knows it, it is gone.
+		if _, serr := r.State(ctx, id); !errors.Is(serr, errdefs.ErrNotFound) {
+			return err
+		}
 	}
 	r.quitRelay(id) // a relayed container never started: its holder waits
 	r.stopMonitor(ctx, id)

@@ -286,6 +286,10 @@ func (a relayArgs) create() int {
 // hold waits for start (or quit) on fd 3, then for the container's exit.
 func (a relayArgs) hold() int {
 	id := a.rest[len(a.rest)-1]
+	// What the runtime's start leaves behind (gVisor's gofer) becomes ours,
+	// not conmon's, which may be gone by the time it exits: then it would
+	// be a zombie of the daemon, and the runtime's delete waits for it.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	cmds := bufio.NewScanner(os.NewFile(3, relayStartFIFO))
 	for cmds.Scan() {
 		switch cmds.Text() {
@@ -312,7 +316,13 @@ func (a relayArgs) hold() int {
 		// The sandbox has its own copies now: ours would keep conmon's
 		// pipes open after the container ends.
 		releaseStdio()
-		return a.wait(id)
+		code = a.wait(id)
+		// What start left behind (gVisor's gofer) serves only this
+		// container, which has ended: it goes with the holder, before
+		// conmon (which may exit first) could hand it to the daemon.
+		killChildren()
+		reapChildren(orphanGrace)
+		return code
 	}
 	return relayExitUnknown
 }
@@ -348,6 +358,45 @@ func (a relayArgs) wait(id string) int {
 			return relayExitUnknown
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// orphanGrace bounds how long the holder waits for what the runtime left
+// behind to die after the container ended.
+const orphanGrace = 2 * time.Second
+
+// killChildren SIGKILLs the holder's children: by then only what the
+// runtime left behind (re-parented to the holder, a subreaper).
+func killChildren() {
+	ents, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readProcStat(pid); err == nil && st.ppid == self {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// reapChildren waits for the holder's remaining children (no command of
+// its own runs any more), up to grace.
+func reapChildren(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var ws unix.WaitStatus
+			if _, err := unix.Wait4(-1, &ws, 0, nil); err != nil && err != unix.EINTR {
+				return // ECHILD: none left
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
 	}
 }
 
