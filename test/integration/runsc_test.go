@@ -14,6 +14,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/crashpoint"
 	"github.com/cradle-runtime/cradle/internal/testkit"
 )
 
@@ -210,12 +211,16 @@ func TestGVisorPod(t *testing.T) {
 		// gVisor accounts the whole sandbox in the pod's cgroup; what a
 		// container's own cgroup shows is documented as a gap. The calls
 		// must answer for every container.
-		if _, err := d.Runtime.ContainerStats(ctx, webID); err != nil {
+		cs, err := d.Runtime.ContainerStats(ctx, webID)
+		if err != nil {
 			t.Errorf("ContainerStats: %v", err)
 		}
-		if _, err := d.Runtime.PodSandboxStats(ctx, podID); err != nil {
+		ps, err := d.Runtime.PodSandboxStats(ctx, podID)
+		if err != nil {
 			t.Errorf("PodSandboxStats: %v", err)
 		}
+		t.Logf("container: cpu %v memory %v; pod: cpu %v memory %v", cs.GetCpu(), cs.GetMemory(),
+			ps.GetLinux().GetCpu(), ps.GetLinux().GetMemory())
 	})
 
 	t.Run("exit code and stop with grace", func(t *testing.T) {
@@ -322,4 +327,22 @@ func runContainerNoWait(t *testing.T, d *daemon, podID string, pod *runtimeapi.P
 // (EAGAIN on a blocking read, Debian's 2022 build); nc does not.
 func localGet(d *daemon, id string) (string, error) {
 	return execOut(d, id, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8080`)
+}
+
+// TestGVisorCrashPoints is TestCrashPoints' lifecycle on gVisor at the
+// points that matter for a sandboxed pod: the sandbox container's conmon
+// and a relayed container's conmon killed with the daemon before their
+// records, and a start that ran through the relay before the crash.
+func TestGVisorCrashPoints(t *testing.T) {
+	needRunsc(t)
+	reg := testkit.NewRegistry(t)
+	img := testkit.MustImage(t, testkit.ImageConfig{Cmd: []string{"sh"}}, testkit.Must(testkit.BusyboxLayer(testkit.Gzip)))
+	if _, err := reg.Push("it/gvisor-crash:1", img); err != nil {
+		t.Fatal(err)
+	}
+	for _, point := range []string{crashpoint.CreateConmon + "#1", crashpoint.CreateConmon + "#2", crashpoint.StartRan} {
+		t.Run(strings.NewReplacer("/", "_", "#", "_").Replace(point), func(t *testing.T) {
+			crashCaseOn(t, point, reg.Ref("it/gvisor-crash:1"), runscConfig, "runsc")
+		})
+	}
 }
