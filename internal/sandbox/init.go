@@ -66,6 +66,9 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), b, 0o600, false); err != nil {
 		return 0, fmt.Errorf("pod init bundle: %w", err)
 	}
+	if s.Linux != nil {
+		p.rec.SandboxCgroup = s.Linux.CgroupsPath
+	}
 	pid, err := m.cfg.Init.Start(ctx, p.rec.Handler, p.id, bundle, s)
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)

@@ -46,6 +46,10 @@ type record struct {
 	// Sandboxed: the pod's handler runs it in one sandbox (gVisor, Kata);
 	// the init is then its sandbox container, which every container joins.
 	Sandboxed bool `json:"sandboxed,omitempty"`
+	// SandboxCgroup is the sandbox container's cgroupsPath: on a sandboxed
+	// runtime the whole sandbox (its kernel, every container) is charged
+	// there, so it is the pod's cgroup when kubelet gave none.
+	SandboxCgroup string `json:"sandboxCgroup,omitempty"`
 	// Resources: the last UpdatePodSandboxResources (resources.go).
 	Resources *PodResources `json:"resources,omitempty"`
 }
@@ -151,6 +155,9 @@ func (m *Manager) publish(p *pod) {
 		v.UserNS = userns.PathOf(m.usernsDir(p.id))
 	}
 	v.Sandboxed = r.Sandboxed
+	if r.Sandboxed {
+		v.SandboxCgroup = r.SandboxCgroup
+	}
 	switch {
 	case r.Sandboxed && opts.GetPid() == runtimeapi.NamespaceMode_POD:
 		// The shared PID namespace lives inside the sandbox, where no host

@@ -118,6 +118,9 @@ type Sandbox struct {
 	// Sandboxed: the pod runs on a sandboxed runtime, in the sandbox its
 	// sandbox container (ID = the pod's) made.
 	Sandboxed bool
+	// SandboxCgroup is the cgroup the sandbox is charged to (its sandbox
+	// container's cgroupsPath), "" when not sandboxed or not started.
+	SandboxCgroup string
 	// Per-pod files for containers to bind-mount; Shm is "" with host IPC.
 	Hostname, ResolvConf, Hosts, Shm string
 	// Resources kubelet last reported for the pod; nil if never. Shared:
