@@ -82,6 +82,15 @@ func (p podInit) StopOrphan(ctx context.Context, id string) error {
 }
 
 func stopInit(ctx context.Context, rt *oci.Runtime, id string) error {
+	if st, err := rt.State(ctx, id); err == nil && st.Status == oci.StatusCreated {
+		// Never started (a crash between create and start): there is no
+		// process to wait for, and a sandboxed runtime cannot even signal
+		// it. Delete kills what the create made.
+		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("delete pod init: %w", err)
+		}
+		return nil
+	}
 	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("kill pod init: %w", err)
 	}

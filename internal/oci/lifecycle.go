@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -177,5 +178,17 @@ func (r *Runtime) UpdateResources(ctx context.Context, id string, res *specs.Lin
 		return errdefs.InvalidArgument("update container %s: %v", id, err)
 	}
 	_, err = r.run(ctx, bytes.NewReader(data), "update", "--resources", "-", id)
+	if err != nil && noSuchCommand(err.Error()) {
+		// gVisor's runsc has no update: its sandbox is limited as a whole.
+		return errdefs.New(errdefs.ErrUnimplemented, "update container %s: the runtime %s cannot change a container's resources (%v)", id, r.cfg.Handler, err)
+	}
 	return err
+}
+
+// noSuchCommand recognises a runtime's answer to a subcommand it lacks:
+// its usage text (runsc's ends with the pointer to "runsc flags").
+func noSuchCommand(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "for a list of top-level flags") || strings.Contains(m, "unknown subcommand") ||
+		strings.Contains(m, "no help topic")
 }

@@ -280,7 +280,8 @@ func classify(msg string) error {
 		return errdefs.ErrAlreadyExists
 	case strings.Contains(m, "not running"), strings.Contains(m, "not stopped"),
 		strings.Contains(m, "stopped state"), strings.Contains(m, "no such process"),
-		strings.Contains(m, "cannot exec"), strings.Contains(m, "cannot start"), strings.Contains(m, "paused"):
+		strings.Contains(m, "cannot exec"), strings.Contains(m, "cannot start"), strings.Contains(m, "paused"),
+		strings.Contains(m, "cannot signal container"): // gVisor, of a container not running
 		return errdefs.ErrFailedPrecondition
 	}
 	return errKindUnknown

@@ -50,6 +50,7 @@ func TestRuntimeMessageAndClassify(t *testing.T) {
 		{"loading container: file does not exist\n", "loading container: file does not exist", errdefs.ErrNotFound},
 		{"loading container: open /run/x/runsc/p_sandbox:c.state: no such file or directory", "loading container: open /run/x/runsc/p_sandbox:c.state: no such file or directory", errdefs.ErrNotFound},
 		{"creating container: cannot load sandbox: open /x.state: no such file or directory", "creating container: cannot load sandbox: open /x.state: no such file or directory", errKindUnknown},
+		{"cannot signal container \"x\" in state created", "cannot signal container \"x\" in state created", errdefs.ErrFailedPrecondition},
 		{"", "", errKindUnknown},
 	} {
 		msg := runtimeMessage(tc.stderr)

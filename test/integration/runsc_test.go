@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/crashpoint"
@@ -222,6 +224,13 @@ func TestGVisorPod(t *testing.T) {
 		}
 		t.Logf("container: cpu %v memory %v; pod: cpu %v memory %v", cs.GetCpu(), cs.GetMemory(),
 			ps.GetLinux().GetCpu(), ps.GetLinux().GetMemory())
+	})
+
+	t.Run("resource update is not gVisor's", func(t *testing.T) {
+		err := d.Runtime.UpdateContainerResources(ctx, webID, &runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{CpuShares: 512}})
+		if status.Code(err) != codes.Unimplemented {
+			t.Errorf("UpdateContainerResources on runsc = %v, want Unimplemented", err)
+		}
 	})
 
 	t.Run("exit code and stop with grace", func(t *testing.T) {
