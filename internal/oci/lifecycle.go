@@ -129,6 +129,11 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	} else if target, err := os.Readlink(r.attachLink(id)); err == nil {
 		bundle = target
 	}
+	if bundle != "" && r.cfg.Sandboxed {
+		// gVisor's delete of a sandbox it never started leaves the
+		// sandbox's cgroup while the processes it killed are still exiting.
+		r.removeCgroupWhenEmpty(ctx, id, bundle)
+	}
 	var errs []error
 	if bundle != "" {
 		for _, name := range []string{"ctl", "winsz", "attach"} {
@@ -192,3 +197,29 @@ func noSuchCommand(msg string) bool {
 	return strings.Contains(m, "for a list of top-level flags") || strings.Contains(m, "unknown subcommand") ||
 		strings.Contains(m, "no help topic")
 }
+
+// removeCgroupWhenEmpty removes the spec's cgroup once the runtime's
+// processes have left it, for a few seconds at most.
+func (r *Runtime) removeCgroupWhenEmpty(ctx context.Context, id, bundle string) {
+	deadline := time.NewTimer(cgroupEmptyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := r.removeSpecCgroup(bundle)
+		if err == nil {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			r.log.Warn("remove cgroup of deleted container", "container", id, "err", err)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// cgroupEmptyWait bounds removeCgroupWhenEmpty.
+const cgroupEmptyWait = 3 * time.Second
