@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc conmon containernetworking-plugins busybox-static catatonit iptables iproute2 curl ca-certificates unzip)
+# runsc: gVisor, the sandboxed RuntimeClass handler the integration tests run.
+packages=(runc conmon containernetworking-plugins busybox-static catatonit runsc iptables iproute2 curl ca-certificates unzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,9 +16,15 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/daemon"
+	"github.com/cradle-runtime/cradle/internal/oci"
 )
 
 func main() {
+	// conmon runs the daemon's binary as the relay of a sandboxed runtime's
+	// containers (internal/oci/relay.go): no flags, no logging set-up.
+	if len(os.Args) > 1 && os.Args[1] == oci.RelayVerb {
+		os.Exit(oci.RelayMain(os.Args[2:]))
+	}
 	var f config.Flags
 	fs := flag.NewFlagSet("cradled", flag.ContinueOnError)
 	f.Register(fs)

@@ -26,9 +26,10 @@ import (
 // Handler is one runtime handler as the daemon would run it.
 type Handler struct {
 	Name        string
-	RuntimePath string // the runc-compatible binary
-	RuntimeRoot string // its --root
-	StateDir    string // internal/oci's dir: <state>/oci/<name>
+	RuntimePath string   // the runc-compatible binary
+	RuntimeRoot string   // its --root
+	StateDir    string   // internal/oci's dir: <state>/oci/<name>
+	RuntimeArgs []string // the handler's runtime_args, before every subcommand
 }
 
 // Config says what to check.

@@ -50,7 +50,7 @@ func FromConfig(cfg *config.Loaded) (Config, error) {
 			root = filepath.Join(cfg.State, "runtime", n)
 		}
 		c.Handlers = append(c.Handlers, Handler{Name: n, RuntimePath: bin, RuntimeRoot: root,
-			StateDir: filepath.Join(cfg.State, "oci", n)})
+			StateDir: filepath.Join(cfg.State, "oci", n), RuntimeArgs: h.RuntimeArgs})
 	}
 	if _, err := os.Stat(cfg.Root); err != nil {
 		return c, nil // Run refuses a missing root; creating the CNI cache would make one

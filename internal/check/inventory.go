@@ -126,7 +126,7 @@ func gather(ctx context.Context, cfg *Config) *inventory {
 	for _, h := range cfg.Handlers {
 		hs := &handlerState{Handler: h, listed: map[string]oci.RuntimeContainer{}}
 		hs.rt = oci.Offline(oci.Config{Handler: h.Name, RuntimePath: h.RuntimePath, RuntimeRoot: h.RuntimeRoot,
-			ConmonPath: cfg.ConmonPath, StateDir: h.StateDir})
+			ConmonPath: cfg.ConmonPath, StateDir: h.StateDir, RuntimeArgs: h.RuntimeArgs})
 		list, err := hs.rt.RuntimeList(ctx)
 		if err != nil {
 			inv.fail("runtime "+h.Name, err)

@@ -101,6 +101,12 @@ type HandlerConfig struct {
 	Type string `toml:"type,omitempty" comment:"oci (runc-compatible command line: runc, crun, runsc, kata)"`
 	// CallTimeout bounds each command of the runtime binary; 0 = 4m.
 	CallTimeout Duration `toml:"call_timeout,omitempty" comment:"bounds each runtime command (create, start, kill, delete, state, update): a hung runtime fails the call with DeadlineExceeded and is killed; 0 = 4m"`
+	// RuntimeArgs go before the subcommand on every call of the binary
+	// (for gVisor: --network=host, see docs/architecture.md).
+	RuntimeArgs []string `toml:"runtime_args,omitempty" comment:"flags passed before the subcommand on every call of the runtime, e.g. [\"--network=host\"] for runsc"`
+	// Sandboxed runtimes (gVisor, Kata) run a whole pod in one sandbox: each
+	// pod gets a sandbox container that its containers join.
+	Sandboxed bool `toml:"sandboxed,omitempty" comment:"the runtime runs a pod in one sandbox (gVisor, Kata): each pod gets a sandbox container (catatonit from the host) that its containers join"`
 }
 
 // Default returns the built-in configuration: the daemon runs with no file.

@@ -68,6 +68,10 @@ config_path = "/srv/certs.d"
 stall_timeout = "90s"
 [runtime.handlers.crun]
 path = "/usr/bin/crun"
+[runtime.handlers.runsc]
+path = "/usr/bin/runsc"
+runtime_args = ["--network=host", "--ignore-cgroups"]
+sandboxed = true
 `)
 	writeFile(t, filepath.Join(dir, "cradle.d", "20-b.toml"), `log_level = "warn"`)
 	writeFile(t, filepath.Join(dir, "cradle.d", "10-a.toml"), `log_level = "error"
@@ -94,7 +98,10 @@ plugin_dirs = ["/x/bin"]`)
 	if _, ok := l.Runtime.Handlers["runc"]; !ok {
 		t.Error("adding a handler must keep the built-in runc handler")
 	}
-	if h := l.Runtime.Handlers["crun"]; h.Path != "/usr/bin/crun" || h.Type != "oci" {
+	if h := l.Runtime.Handlers["runsc"]; !h.Sandboxed || len(h.RuntimeArgs) != 2 || h.RuntimeArgs[1] != "--ignore-cgroups" {
+		t.Errorf("runsc handler = %+v", h)
+	}
+	if h := l.Runtime.Handlers["crun"]; h.Path != "/usr/bin/crun" || h.Type != "oci" || h.Sandboxed || h.RuntimeArgs != nil {
 		t.Errorf("crun handler = %+v", h)
 	}
 	if l.Socket != "/tmp/x.sock" || l.Origin("socket") != "flag --socket" {
@@ -126,6 +133,7 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"call_timeout beyond a create's budget", "[runtime.handlers.runc]\npath = \"runc\"\ncall_timeout = \"5m\"\n", []string{"runtime.handlers.runc.call_timeout", "4m"}},
 		{"cni call_timeout beyond a Run's budget", "[cni]\ncall_timeout = \"10m\"\n", []string{"cni.call_timeout", "at most 4m"}},
 		{"negative call_timeout", "[runtime.handlers.runc]\npath = \"runc\"\ncall_timeout = \"-1s\"\n", []string{"runtime.handlers.runc.call_timeout", "between 0"}},
+		{"runtime_args not a flag", "[runtime.handlers.runsc]\npath = \"runsc\"\nruntime_args = [\"--network=host\", \"host\"]\n", []string{"runtime.handlers.runsc.runtime_args[1]", "must be a flag"}},
 		{"tiny shm", "[runtime]\npod_shm_size = 4096\n", []string{"runtime.pod_shm_size"}},
 		{"bad stream address", "[stream]\naddress = \"localhost:1\"\n", []string{"stream.address"}},
 		{"url_ttl beyond the library's minute", "[stream]\nurl_ttl = \"2m\"\n", []string{"stream.url_ttl", "at most 1m"}},

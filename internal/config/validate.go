@@ -113,6 +113,12 @@ func (l *Loaded) validate() error {
 		if h.CallTimeout < 0 || h.CallTimeout.Std() > maxCallTimeout {
 			bad(key+".call_timeout", "must be between 0 (the default, 4m) and 4m (a CreateContainer's budget), got %s", h.CallTimeout.Std())
 		}
+		for i, a := range h.RuntimeArgs {
+			// Only flags: a bare word would be taken for the subcommand.
+			if !strings.HasPrefix(a, "-") || strings.ContainsAny(a, "\x00\n") {
+				bad(fmt.Sprintf("%s.runtime_args[%d]", key, i), "must be a flag (\"--name=value\"), got %q", a)
+			}
+		}
 		c.Runtime.Handlers[name] = h
 	}
 	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {

@@ -40,6 +40,11 @@ func containersByPod(cs []container.Container) map[string][]container.Container 
 // is the sum of its containers.
 func podTarget(sb *sandbox.Sandbox, cs []container.Container) stats.PodTarget {
 	t := stats.PodTarget{ID: sb.ID, CgroupsPath: sb.Config.GetLinux().GetCgroupParent(), NetNS: sb.NetNS}
+	if t.CgroupsPath == "" && sb.Sandboxed {
+		// A sandboxed runtime charges the whole sandbox to its sandbox
+		// container's cgroup; the containers' own hold next to nothing.
+		t.CgroupsPath = sb.SandboxCgroup
+	}
 	for i := range cs {
 		if cs[i].State == container.Running {
 			t.Containers = append(t.Containers, cs[i].ID)

@@ -91,11 +91,16 @@ func (s *Server) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxS
 		Timestamp:          time.Now().UnixNano(),
 	}
 	if req.Verbose {
-		info, err := json.Marshal(map[string]any{
+		v := map[string]any{
 			"name": sb.Name, "netns": sb.NetNS, "ipcns": sb.IPCNS, "utsns": sb.UTSNS, "pidns": sb.PIDNS,
 			"hostname": sb.Hostname, "resolvConf": sb.ResolvConf, "hosts": sb.Hosts, "shm": sb.Shm,
-			"network": sb.Network, "config": sb.Config, "resources": sb.Resources,
-		})
+			"network": sb.Network, "config": sb.Config, "resources": sb.Resources, "runtimeHandler": sb.Handler,
+		}
+		if sb.Sandboxed {
+			// The runtime's sandbox: its container has the pod's ID.
+			v["sandbox"] = map[string]any{"containerID": sb.ID, "runtimeHandler": sb.Handler}
+		}
+		info, err := json.Marshal(v)
 		if err != nil {
 			return nil, err
 		}

@@ -25,15 +25,18 @@ func detectRuntimeFeatures(ctx context.Context, cfg *config.Loaded, runtimes map
 	)
 	for name, rt := range runtimes {
 		wg.Go(func() {
-			var opts []string
+			var opts, caps []string
 			f, err := rt.Features(ctx)
 			if err == nil {
 				opts = f.MountOptions
+				if f.Linux != nil {
+					caps = f.Linux.Capabilities
+				}
 			}
 			if err != nil {
 				log.Warn("runtime features unknown; the handler is reported without optional features", "handler", name, "err", err)
 			}
-			rf := spec.NewRuntimeFeatures(host, opts)
+			rf := spec.NewRuntimeFeatures(host, opts, caps)
 			log.Info("runtime handler features", "handler", name, "recursive_read_only_mounts", rf.RecursiveReadOnly)
 			mu.Lock()
 			out[name] = rf

@@ -52,6 +52,12 @@ func (p podInit) Start(ctx context.Context, handler, id, bundle string, _ *specs
 	return pid, nil
 }
 
+// Sandboxed says whether the handler runs each pod in one sandbox.
+func (p podInit) Sandboxed(handler string) bool {
+	rt, err := p.runtime(handler)
+	return err == nil && rt.Sandboxed()
+}
+
 // Stop kills the init and removes it; an init already gone is success.
 func (p podInit) Stop(ctx context.Context, handler, id string) error {
 	rt, err := p.runtime(handler)
@@ -76,6 +82,15 @@ func (p podInit) StopOrphan(ctx context.Context, id string) error {
 }
 
 func stopInit(ctx context.Context, rt *oci.Runtime, id string) error {
+	if st, err := rt.State(ctx, id); err == nil && st.Status == oci.StatusCreated {
+		// Never started (a crash between create and start): there is no
+		// process to wait for, and a sandboxed runtime cannot even signal
+		// it. Delete kills what the create made.
+		if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("delete pod init: %w", err)
+		}
+		return nil
+	}
 	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("kill pod init: %w", err)
 	}

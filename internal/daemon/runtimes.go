@@ -109,6 +109,13 @@ func runtimeConfig(cfg *config.Loaded, name string, h config.HandlerConfig, conm
 	if root == "" {
 		root = filepath.Join(cfg.State, "runtime", name)
 	}
+	relay := ""
+	if h.Sandboxed {
+		// conmon runs the daemon's binary as the relay (oci/relay.go).
+		if relay, err = os.Executable(); err != nil {
+			return oci.Config{}, fmt.Errorf("sandboxed runtime: the relay is the daemon's binary: %w", err)
+		}
+	}
 	return oci.Config{
 		Handler:       name,
 		RuntimePath:   bin,
@@ -117,6 +124,9 @@ func runtimeConfig(cfg *config.Loaded, name string, h config.HandlerConfig, conm
 		StateDir:      filepath.Join(cfg.State, "oci", name),
 		SystemdCgroup: cfg.Runtime.CgroupDriver == "systemd",
 		CallTimeout:   h.CallTimeout.Std(),
+		RuntimeArgs:   h.RuntimeArgs,
+		Sandboxed:     h.Sandboxed,
+		RelayPath:     relay,
 		// Pod accounting covers the monitors, and stopping the daemon's
 		// service cgroup does not take them down.
 		MonitorCgroups: true,

@@ -45,6 +45,8 @@ type CreateOpts struct {
 	// PlaceMonitor, when set, is called with conmon's pid before conmon
 	// forks anything, e.g. to move it into the pod's cgroup.
 	PlaceMonitor func(pid int) error
+
+	relay bool // set by Create: the container runs through the relay (relay.go)
 }
 
 // DefaultCreateTimeout is what bounds Create on a handler without its own
@@ -66,6 +68,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	if err := r.validateCreate(o); err != nil {
 		return 0, err
 	}
+	o.relay = r.relayed(o.Bundle)
 	// The call timeout bounds conmon and the runtime's create together.
 	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
 	defer cancel()
@@ -171,7 +174,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOpts) (pid int, err error)
 	r.log.Debug("conmon create", "container", o.ID, "exec", tStarted.Sub(t0), "fork", tForked.Sub(tStarted), "create", time.Since(tForked))
 	r.openInit(o.ID, pid)
 	crashpoint.Hit(crashpoint.CreateConmon)
-	rec := record{Bundle: o.Bundle, LogPath: o.LogPath, Pid: pid, MonitorPid: monitorPid, Created: time.Now()}
+	rec := record{Bundle: o.Bundle, LogPath: o.LogPath, Pid: pid, MonitorPid: monitorPid, Created: time.Now(), Relayed: o.relay}
 	if err = r.writeRecord(o.ID, rec); err != nil {
 		return 0, err
 	}
@@ -219,17 +222,18 @@ func (r *Runtime) conmonArgs(o CreateOpts) []string {
 		"-c", o.ID,
 		"-u", attachName(o.ID), // names the attach socket directory
 		"-n", o.ID,
-		"-r", r.cfg.RuntimePath,
-		"--runtime-arg", "--root=" + r.cfg.RuntimeRoot,
+	}
+	args = append(args, r.conmonRuntime(o)...)
+	args = append(args,
 		"-b", o.Bundle,
 		"-p", r.pidFile(o.ID),
 		"-P", r.conmonPidFile(o.ID),
 		"--persist-dir", dir,
 		"--exit-dir", r.exitsDir(),
 		"--socket-dir-path", r.attachDir(),
-		"-l", "k8s-file:" + o.LogPath,
-	}
-	if r.cfg.SystemdCgroup {
+		"-l", "k8s-file:"+o.LogPath,
+	)
+	if r.cfg.SystemdCgroup && !o.relay {
 		args = append(args, "--systemd-cgroup")
 	}
 	if o.LogSizeMax > 0 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -63,6 +64,9 @@ func (r *Runtime) State(ctx context.Context, id string) (State, error) {
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := validID(id); err != nil {
 		return err
+	}
+	if rec, err := r.readRecord(id); err == nil && rec.Relayed {
+		return r.startRelayed(ctx, id)
 	}
 	_, err := r.run(ctx, nil, "start", id)
 	return err
@@ -132,9 +136,15 @@ func (r *Runtime) deleteRuntime(ctx context.Context, id string, force bool) erro
 		args = append(args, "--force")
 	}
 	if _, err := r.run(ctx, nil, append(args, id)...); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
+		// A delete that failed half-way (gVisor's, of a container whose
+		// sandbox is already gone) may still have removed the container:
+		// if the runtime no longer knows it, it is gone.
+		if _, serr := r.State(ctx, id); !errors.Is(serr, errdefs.ErrNotFound) {
+			return err
+		}
 	}
 	r.closeInit(id)
+	r.quitRelay(id) // a relayed container never started: its holder waits
 	return nil
 }
 
@@ -159,6 +169,11 @@ func (r *Runtime) DeleteFiles(ctx context.Context, id string) error {
 		bundle = rec.Bundle
 	} else if target, err := os.Readlink(r.attachLink(id)); err == nil {
 		bundle = target
+	}
+	if bundle != "" && r.cfg.Sandboxed {
+		// gVisor's delete of a sandbox it never started leaves the
+		// sandbox's cgroup while the processes it killed are still exiting.
+		r.removeCgroupWhenEmpty(ctx, id, bundle)
 	}
 	var errs []error
 	if bundle != "" {
@@ -209,5 +224,43 @@ func (r *Runtime) UpdateResources(ctx context.Context, id string, res *specs.Lin
 		return errdefs.InvalidArgument("update container %s: %v", id, err)
 	}
 	_, err = r.run(ctx, bytes.NewReader(data), "update", "--resources", "-", id)
+	if err != nil && noSuchCommand(err.Error()) {
+		// gVisor's runsc has no update: its sandbox is limited as a whole.
+		return errdefs.New(errdefs.ErrUnimplemented, "update container %s: the runtime %s cannot change a container's resources (%v)", id, r.cfg.Handler, err)
+	}
 	return err
 }
+
+// noSuchCommand recognises a runtime's answer to a subcommand it lacks:
+// its usage text (runsc's ends with the pointer to "runsc flags").
+func noSuchCommand(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "for a list of top-level flags") || strings.Contains(m, "unknown subcommand") ||
+		strings.Contains(m, "no help topic")
+}
+
+// removeCgroupWhenEmpty removes the spec's cgroup once the runtime's
+// processes have left it, for a few seconds at most.
+func (r *Runtime) removeCgroupWhenEmpty(ctx context.Context, id, bundle string) {
+	deadline := time.NewTimer(cgroupEmptyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := r.removeSpecCgroup(bundle)
+		if err == nil {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			r.log.Warn("remove cgroup of deleted container", "container", id, "err", err)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// cgroupEmptyWait bounds removeCgroupWhenEmpty.
+const cgroupEmptyWait = 3 * time.Second

@@ -40,6 +40,8 @@ type record struct {
 	Pid        int       `json:"pid"`
 	MonitorPid int       `json:"monitorPid"`
 	Created    time.Time `json:"created"`
+	// Relayed: conmon runs the relay, whose holder is Pid (relay.go).
+	Relayed bool `json:"relayed,omitempty"`
 }
 
 func (r *Runtime) recordPath(id string) string { return filepath.Join(r.ctrDir(id), "monitor.json") }

@@ -21,10 +21,16 @@ type handlerRecord struct {
 	RuntimePath   string `json:"runtimePath"`
 	RuntimeRoot   string `json:"runtimeRoot"`
 	SystemdCgroup bool   `json:"systemdCgroup"`
+	// RuntimeArgs: the handler's runtime_args; a runtime may need them to
+	// find its containers again (gVisor's --network is part of its state).
+	RuntimeArgs []string `json:"runtimeArgs,omitempty"`
+	Sandboxed   bool     `json:"sandboxed,omitempty"`
+	RelayPath   string   `json:"relayPath,omitempty"`
 }
 
 func (r *Runtime) writeHandlerRecord() error {
-	data, err := json.Marshal(handlerRecord{RuntimePath: r.cfg.RuntimePath, RuntimeRoot: r.cfg.RuntimeRoot, SystemdCgroup: r.cfg.SystemdCgroup})
+	data, err := json.Marshal(handlerRecord{RuntimePath: r.cfg.RuntimePath, RuntimeRoot: r.cfg.RuntimeRoot,
+		SystemdCgroup: r.cfg.SystemdCgroup, RuntimeArgs: r.cfg.RuntimeArgs, Sandboxed: r.cfg.Sandboxed, RelayPath: r.cfg.RelayPath})
 	if err != nil {
 		return err
 	}
@@ -57,6 +63,7 @@ func RetiredConfig(handler, stateDir, fallbackRuntime, defaultRoot, conmon strin
 		cfg.RuntimePath = rec.RuntimePath
 	}
 	cfg.SystemdCgroup = rec.SystemdCgroup
+	cfg.RuntimeArgs, cfg.Sandboxed, cfg.RelayPath = rec.RuntimeArgs, rec.Sandboxed, rec.RelayPath
 	return cfg, nil
 }
 
@@ -111,3 +118,6 @@ func (r *Runtime) Has(id string) bool {
 	_, err := os.Stat(r.ctrDir(id))
 	return err == nil
 }
+
+// Sandboxed says whether the runtime runs each pod in one sandbox.
+func (r *Runtime) Sandboxed() bool { return r.cfg.Sandboxed }

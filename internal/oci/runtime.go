@@ -54,6 +54,17 @@ type Config struct {
 	// conmon + runtime create, Start, Kill, Delete, State, UpdateResources)
 	// on top of the caller's deadline; 0 = DefaultCallTimeout.
 	CallTimeout time.Duration
+	// RuntimeArgs come before the subcommand on every call of the runtime,
+	// conmon's included (the handler's runtime_args).
+	RuntimeArgs []string
+	// Sandboxed: the runtime runs each pod in one sandbox (gVisor, Kata).
+	// A container joining a pod's sandbox gets its stdio from the runtime's
+	// start command, not create, so conmon runs it through the relay
+	// (relay.go).
+	Sandboxed bool
+	// RelayPath is the binary whose hidden "oci-relay" verb is the relay
+	// (the daemon's own); needed only when Sandboxed.
+	RelayPath string
 }
 
 // DefaultCallTimeout bounds a runtime command when Config.CallTimeout is 0.
@@ -105,7 +116,14 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, errdefs.InvalidArgument("oci %s: %s must be an absolute path, got %q", cfg.Handler, name, p)
 		}
 	}
-	for _, bin := range []string{cfg.RuntimePath, cfg.ConmonPath} {
+	bins := []string{cfg.RuntimePath, cfg.ConmonPath}
+	if cfg.Sandboxed && !cfg.Retired {
+		if cfg.RelayPath == "" || !filepath.IsAbs(cfg.RelayPath) {
+			return nil, errdefs.InvalidArgument("oci %s: a sandboxed runtime needs an absolute relay path, got %q", cfg.Handler, cfg.RelayPath)
+		}
+		bins = append(bins, cfg.RelayPath)
+	}
+	for _, bin := range bins {
 		fi, err := os.Stat(bin)
 		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 			return nil, errdefs.FailedPrecondition("oci %s: %s is not an executable file", cfg.Handler, bin)
@@ -214,7 +232,7 @@ func (r *Runtime) globalArgs() []string {
 	if r.cfg.SystemdCgroup {
 		args = append(args, "--systemd-cgroup")
 	}
-	return args
+	return append(args, r.cfg.RuntimeArgs...)
 }
 
 // run executes the runtime with args and returns its stdout. A failure
@@ -266,13 +284,16 @@ var errKindUnknown = errors.New("runtime error")
 func classify(msg string) error {
 	m := strings.ToLower(msg)
 	switch {
-	case strings.HasPrefix(m, "container") && strings.Contains(m, "does not exist"):
+	case strings.HasPrefix(m, "container") && strings.Contains(m, "does not exist"),
+		// gVisor: a container (or its whole sandbox) it has no state for.
+		strings.HasPrefix(m, "loading container") && (strings.Contains(m, "does not exist") || strings.Contains(m, "no such file")):
 		return errdefs.ErrNotFound
 	case strings.Contains(m, "already exists"):
 		return errdefs.ErrAlreadyExists
 	case strings.Contains(m, "not running"), strings.Contains(m, "not stopped"),
 		strings.Contains(m, "stopped state"), strings.Contains(m, "no such process"),
-		strings.Contains(m, "cannot exec"), strings.Contains(m, "cannot start"), strings.Contains(m, "paused"):
+		strings.Contains(m, "cannot exec"), strings.Contains(m, "cannot start"), strings.Contains(m, "paused"),
+		strings.Contains(m, "cannot signal container"): // gVisor, of a container not running
 		return errdefs.ErrFailedPrecondition
 	}
 	return errKindUnknown

@@ -46,6 +46,11 @@ func TestRuntimeMessageAndClassify(t *testing.T) {
 		{"crun: container `x` does not exist\n", "crun: container `x` does not exist", errKindUnknown},
 		{"container `x` does not exist", "container `x` does not exist", errdefs.ErrNotFound},
 		{`time="x" level=error msg="exec: \"/bin/x\": stat /bin/x: no such file or directory"`, `exec: "/bin/x": stat /bin/x: no such file or directory`, errKindUnknown},
+		// gVisor's runsc, for a container or sandbox it has no state for.
+		{"loading container: file does not exist\n", "loading container: file does not exist", errdefs.ErrNotFound},
+		{"loading container: open /run/x/runsc/p_sandbox:c.state: no such file or directory", "loading container: open /run/x/runsc/p_sandbox:c.state: no such file or directory", errdefs.ErrNotFound},
+		{"creating container: cannot load sandbox: open /x.state: no such file or directory", "creating container: cannot load sandbox: open /x.state: no such file or directory", errKindUnknown},
+		{"cannot signal container \"x\" in state created", "cannot signal container \"x\" in state created", errdefs.ErrFailedPrecondition},
 		{"", "", errKindUnknown},
 	} {
 		msg := runtimeMessage(tc.stderr)

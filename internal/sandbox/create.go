@@ -74,6 +74,9 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 		Version: recordVersion, ID: p.id, Name: p.name, Config: cfgJSON, Digest: p.digest,
 		Handler: handler, Runtime: m.runtimeOf(handler), CreatedAt: time.Now().UTC(), State: Creating,
 	}
+	// Recorded, not looked up: a handler reconfigured later must not change
+	// what this pod is.
+	p.rec.Sandboxed = m.cfg.Init != nil && m.cfg.Init.Sandboxed(p.rec.runtime())
 	if err := m.hook(stepRecord); err != nil {
 		return err
 	}
@@ -237,7 +240,7 @@ func (m *Manager) writeHosts(_ context.Context, p *pod, v *Sandbox) error {
 }
 
 func (m *Manager) runInit(ctx context.Context, p *pod, v *Sandbox) error {
-	if !sharesPID(p.cfg) {
+	if !sharesPID(p.cfg) && !p.rec.Sandboxed {
 		return nil
 	}
 	p.rec.InitStarted = true

@@ -29,6 +29,10 @@ type InitRunner interface {
 	// StopOrphan is Stop for a pod whose record is lost, so its handler is
 	// unknown: it stops an init of that ID on any handler.
 	StopOrphan(ctx context.Context, id string) error
+	// Sandboxed says whether handler ("" = the default) runs each pod in
+	// one sandbox (gVisor, Kata): its pods get the init whatever their PID
+	// mode, as the sandbox container the pod's containers join.
+	Sandboxed(handler string) bool
 }
 
 func sharesPID(cfg *runtimeapi.PodSandboxConfig) bool {
@@ -49,7 +53,7 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 		return 0, err
 	}
 	s, err := spec.BuildSandbox(spec.SandboxInput{
-		ID: p.id, Config: p.cfg, RootfsPath: rootfs, InitPath: m.cfg.InitPath, Node: m.cfg.Node,
+		ID: p.id, Config: p.cfg, RootfsPath: rootfs, InitPath: m.cfg.InitPath, Node: m.cfg.Node, Sandboxed: p.rec.Sandboxed,
 		Namespaces: spec.SandboxNamespaces{Network: v.NetNS, IPC: v.IPCNS, UTS: v.UTSNS, User: v.UserNS},
 	})
 	if err != nil {
@@ -61,6 +65,9 @@ func (m *Manager) startInit(ctx context.Context, p *pod, v *Sandbox) (int, error
 	}
 	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), b, 0o600, false); err != nil {
 		return 0, fmt.Errorf("pod init bundle: %w", err)
+	}
+	if s.Linux != nil {
+		p.rec.SandboxCgroup = s.Linux.CgroupsPath
 	}
 	pid, err := m.cfg.Init.Start(ctx, p.rec.runtime(), p.id, bundle, s)
 	if err != nil {

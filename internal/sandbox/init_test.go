@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -29,7 +30,11 @@ type fakeInit struct {
 	// one is noted in stopHandlerMismatch.
 	handlers            map[string]string
 	stopHandlerMismatch []string
+	// sandboxed names the handlers that run a pod in one sandbox.
+	sandboxed map[string]bool
 }
+
+func (f *fakeInit) Sandboxed(handler string) bool { return f.sandboxed[handler] }
 
 func (f *fakeInit) Start(ctx context.Context, handler, id, bundle string, s *specs.Spec) (int, error) {
 	f.mu.Lock()
@@ -209,5 +214,58 @@ func TestInitRunsOnThePodsHandler(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.stops) != 1 || len(f.stopHandlerMismatch) != 0 {
 		t.Fatalf("stops %v, handler mismatches %v", f.stops, f.stopHandlerMismatch)
+	}
+}
+
+// A sandboxed handler's pod gets its sandbox container (the init) whatever
+// its PID mode; the record keeps that, so a restarted daemon sees the same
+// pod; containers of a pod sharing PID name the namespace inside the
+// sandbox, never a host path.
+func TestSandboxedHandlerRunsSandboxContainer(t *testing.T) {
+	e := newEnv(t, false)
+	f := withInit(t, e)
+	f.sandboxed = map[string]bool{"gvisor": true}
+	m := e.manager(t)
+	ctx := context.Background()
+	id, err := m.Run(ctx, hostPod("sbx"), "gvisor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m.Get(id)
+	if !s.Sandboxed || s.PIDNS != "" {
+		t.Fatalf("sandboxed pod: Sandboxed=%v PIDNS=%q", s.Sandboxed, s.PIDNS)
+	}
+	sp := f.specs[id]
+	if sp == nil || sp.Annotations[spec.AnnotationContainerType] != spec.ContainerTypeSandbox || f.handlers[id] != "gvisor" {
+		t.Fatalf("sandbox container spec %+v on %q", sp, f.handlers[id])
+	}
+	shared, err := m.Run(ctx, sharedPIDPod("sbx-shared"), "gvisor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := m.Get(shared)
+	if !s2.Sandboxed || s2.PIDNS == "" || strings.HasPrefix(s2.PIDNS, "/proc/") {
+		t.Fatalf("sandboxed shared-PID pod: PIDNS = %q", s2.PIDNS)
+	}
+	// runc pods keep no pause.
+	plain, err := m.Run(ctx, hostPod("plain"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.specs[plain]; ok {
+		t.Fatal("a pod on a handler that is not sandboxed got a sandbox container")
+	}
+	// The record says so: a daemon that no longer has the handler still
+	// stops the sandbox container.
+	m2 := e.manager(t)
+	s3, err := m2.Get(id)
+	if err != nil || !s3.Sandboxed {
+		t.Fatalf("after restart: %+v %v", s3, err)
+	}
+	if err := m2.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.stopped(), id) {
+		t.Fatalf("sandbox container not stopped: %v", f.stopped())
 	}
 }

@@ -46,6 +46,13 @@ type record struct {
 	// has succeeded since); InitPID is its PID once Start returned.
 	InitStarted bool `json:"initStarted,omitempty"`
 	InitPID     int  `json:"initPid,omitempty"`
+	// Sandboxed: the pod's handler runs it in one sandbox (gVisor, Kata);
+	// the init is then its sandbox container, which every container joins.
+	Sandboxed bool `json:"sandboxed,omitempty"`
+	// SandboxCgroup is the sandbox container's cgroupsPath: on a sandboxed
+	// runtime the whole sandbox (its kernel, every container) is charged
+	// there, so it is the pod's cgroup when kubelet gave none.
+	SandboxCgroup string `json:"sandboxCgroup,omitempty"`
 	// Resources: the last UpdatePodSandboxResources (resources.go).
 	Resources *PodResources `json:"resources,omitempty"`
 }
@@ -150,7 +157,20 @@ func (m *Manager) publish(p *pod) {
 	if podUserns(p.cfg) != nil {
 		v.UserNS = userns.PathOf(m.usernsDir(p.id))
 	}
-	if r.InitPID > 0 {
+	v.Sandboxed = r.Sandboxed
+	if r.Sandboxed {
+		v.SandboxCgroup = r.SandboxCgroup
+	}
+	switch {
+	case r.Sandboxed && opts.GetPid() == runtimeapi.NamespaceMode_POD:
+		// The shared PID namespace lives inside the sandbox, where no host
+		// path reaches it: the containers name it by this pod-unique path
+		// and the runtime gives the containers naming one path one
+		// namespace (gVisor does; its sandbox's own host PID namespace
+		// is not the pod's).
+		v.PIDNS = filepath.Join(dir, "sandbox-pidns")
+	case r.Sandboxed:
+	case r.InitPID > 0:
 		v.PIDNS = fmt.Sprintf("/proc/%d/ns/pid", r.InitPID)
 	}
 	p.view.Store(v)

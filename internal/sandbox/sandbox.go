@@ -137,8 +137,15 @@ type Sandbox struct {
 	// Paths of the pinned namespaces; "" when the pod uses the host's.
 	NetNS, IPCNS, UTSNS, UserNS string
 	// PIDNS is the shared PID namespace (/proc/<init pid>/ns/pid) of a pod
-	// with an init process, "" otherwise.
+	// with an init process, "" otherwise. A sandboxed pod's is a name, not
+	// a host namespace (see publish).
 	PIDNS string
+	// Sandboxed: the pod runs on a sandboxed runtime, in the sandbox its
+	// sandbox container (ID = the pod's) made.
+	Sandboxed bool
+	// SandboxCgroup is the cgroup the sandbox is charged to (its sandbox
+	// container's cgroupsPath), "" when not sandboxed or not started.
+	SandboxCgroup string
 	// Per-pod files for containers to bind-mount; Shm is "" with host IPC.
 	Hostname, ResolvConf, Hosts, Shm string
 	// Resources kubelet last reported for the pod; nil if never. Shared:

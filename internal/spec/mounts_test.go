@@ -214,7 +214,7 @@ func TestNewRuntimeFeatures(t *testing.T) {
 		{"new kernel, runtime without features", newKernel, nil, false},
 		{"old kernel, runtime with rro", oldKernel, withRRO, false},
 	} {
-		if got := NewRuntimeFeatures(c.host, c.opts).RecursiveReadOnly; got != c.want {
+		if got := NewRuntimeFeatures(c.host, c.opts, nil).RecursiveReadOnly; got != c.want {
 			t.Errorf("%s: RecursiveReadOnly = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -344,5 +344,28 @@ func TestImageVolumes(t *testing.T) {
 	}
 	if m := mountAt(t, s, "/logs"); m.Source != "/srv/logs" {
 		t.Fatalf("/logs from %s, want the CRI mount", m.Source)
+	}
+}
+
+// A runtime that cannot list its capabilities (gVisor's runsc has no
+// `features`) gets only those every runtime knows: even a privileged
+// container's set leaves out CAP_PERFMON and the later ones, which the
+// runtime would refuse; a runtime that lists them gets them.
+func TestCapabilitiesBoundedByRuntime(t *testing.T) {
+	host := testHost()
+	host.Capabilities = capNames[:]
+	n := &Node{Host: host, Runtimes: map[string]RuntimeFeatures{
+		"old": NewRuntimeFeatures(host, nil, nil),
+		"new": NewRuntimeFeatures(host, nil, capNames[:]),
+	}}
+	old, recent := n.capabilitiesFor("old"), n.capabilitiesFor("new")
+	if slices.Contains(old, "CAP_PERFMON") || !slices.Contains(old, "CAP_AUDIT_READ") || len(old) != 38 {
+		t.Errorf("capabilities for a runtime without features: %v", old)
+	}
+	if !slices.Contains(recent, "CAP_CHECKPOINT_RESTORE") || len(recent) != len(capNames) {
+		t.Errorf("capabilities for a runtime that lists them all: %v", recent)
+	}
+	if got := n.capabilitiesFor("unknown"); len(got) != len(capNames) {
+		t.Errorf("an undetected handler is not bounded: %v", got)
 	}
 }

@@ -35,7 +35,7 @@ func buildProcess(in *Input, sc *runtimeapi.LinuxContainerSecurityContext) (*spe
 	if err != nil {
 		return nil, err
 	}
-	caps, err := buildCapabilities(sc, in.Node.Host.Capabilities)
+	caps, err := buildCapabilities(sc, in.Node.capabilitiesFor(in.Handler))
 	if err != nil {
 		return nil, err
 	}

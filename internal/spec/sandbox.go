@@ -26,6 +26,10 @@ type SandboxInput struct {
 	// containers; PID is ignored, the init creates the pod's PID namespace.
 	Namespaces SandboxNamespaces
 	Node       *Node
+	// Sandboxed: the pod runs on a sandboxed runtime (gVisor, Kata), which
+	// needs this container (its "pause") whatever the PID mode: it makes
+	// the sandbox the pod's containers join.
+	Sandboxed bool
 }
 
 // DefaultInitPath is where Debian's catatonit package installs it.
@@ -54,7 +58,7 @@ func BuildSandbox(in SandboxInput) (*specs.Spec, error) {
 	node, sys := in.Node, in.Node.system()
 	sc := in.Config.GetLinux().GetSecurityContext()
 	opts := sc.GetNamespaceOptions()
-	if opts.GetPid() != runtimeapi.NamespaceMode_POD {
+	if opts.GetPid() != runtimeapi.NamespaceMode_POD && !in.Sandboxed {
 		return nil, errdefs.InvalidArgument("a sandbox init process is only for pods that share a PID namespace, not pid mode %s", opts.GetPid())
 	}
 	initPath := in.InitPath
@@ -186,6 +190,7 @@ func sandboxProcessUser(sc *runtimeapi.LinuxSandboxSecurityContext) (specs.User,
 func sandboxAnnotations(id string, cfg *runtimeapi.PodSandboxConfig) map[string]string {
 	a := podAnnotations(id, cfg)
 	a[AnnotationContainerType] = ContainerTypeSandbox
+	a[AnnotationCRIOContainerType] = ContainerTypeSandbox
 	a[AnnotationSandboxLogDir] = cfg.GetLogDirectory()
 	return a
 }

@@ -52,6 +52,8 @@ func TestBuildSandboxGolden(t *testing.T) {
 		},
 		Annotations: map[string]string{
 			"io.kubernetes.cri.container-type":        "sandbox",
+			"io.kubernetes.cri-o.ContainerType":       "sandbox",
+			"io.kubernetes.cri-o.SandboxID":           "p1",
 			"io.kubernetes.cri.sandbox-id":            "p1",
 			"io.kubernetes.cri.sandbox-name":          "web-0",
 			"io.kubernetes.cri.sandbox-namespace":     "shop",
@@ -173,5 +175,35 @@ func TestBuildSandboxErrors(t *testing.T) {
 			_, err := BuildSandbox(in)
 			wantErr(t, err, c.kind, c.substr)
 		})
+	}
+}
+
+// A sandboxed runtime's pod gets its sandbox container whatever its PID
+// mode; without a shared PID namespace it still owns a PID namespace of
+// its own, and it says what it is in both annotation dialects.
+func TestBuildSandboxSandboxedRuntime(t *testing.T) {
+	in, _ := sandboxInput()
+	in.Config.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_CONTAINER
+	in.Sandboxed = true
+	s, err := BuildSandbox(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid *specs.LinuxNamespace
+	for i, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			pid = &s.Linux.Namespaces[i]
+		}
+	}
+	if pid == nil || pid.Path != "" {
+		t.Errorf("pid namespace = %+v, want a new one", pid)
+	}
+	for k, want := range map[string]string{
+		AnnotationContainerType: ContainerTypeSandbox, AnnotationCRIOContainerType: ContainerTypeSandbox,
+		AnnotationSandboxID: "p1", AnnotationCRIOSandboxID: "p1",
+	} {
+		if got := s.Annotations[k]; got != want {
+			t.Errorf("annotation %s = %q, want %q", k, got, want)
+		}
 	}
 }

@@ -243,11 +243,17 @@ const (
 
 	ContainerTypeContainer = "container"
 	ContainerTypeSandbox   = "sandbox"
+
+	// CRI-O's twins of the type and sandbox ID, which sandboxed runtimes
+	// (Kata, gVisor) read as well.
+	AnnotationCRIOContainerType = "io.kubernetes.cri-o.ContainerType"
+	AnnotationCRIOSandboxID     = "io.kubernetes.cri-o.SandboxID"
 )
 
 func podAnnotations(sandboxID string, cfg *runtimeapi.PodSandboxConfig) map[string]string {
 	return map[string]string{
 		AnnotationSandboxID:        sandboxID,
+		AnnotationCRIOSandboxID:    sandboxID,
 		AnnotationSandboxName:      cfg.GetMetadata().GetName(),
 		AnnotationSandboxNamespace: cfg.GetMetadata().GetNamespace(),
 		AnnotationSandboxUID:       cfg.GetMetadata().GetUid(),
@@ -257,6 +263,7 @@ func podAnnotations(sandboxID string, cfg *runtimeapi.PodSandboxConfig) map[stri
 func containerAnnotations(in *Input) map[string]string {
 	a := podAnnotations(in.SandboxID, in.Sandbox)
 	a[AnnotationContainerType] = ContainerTypeContainer
+	a[AnnotationCRIOContainerType] = ContainerTypeContainer
 	a[AnnotationContainerName] = in.Config.GetMetadata().GetName()
 	image := in.ImageName
 	if image == "" {

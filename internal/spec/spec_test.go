@@ -49,6 +49,8 @@ func TestBuildGolden(t *testing.T) {
 		},
 		Annotations: map[string]string{
 			"io.kubernetes.cri.container-type":    "container",
+			"io.kubernetes.cri-o.ContainerType":   "container",
+			"io.kubernetes.cri-o.SandboxID":       "p1",
 			"io.kubernetes.cri.sandbox-id":        "p1",
 			"io.kubernetes.cri.sandbox-name":      "web-0",
 			"io.kubernetes.cri.sandbox-namespace": "shop",
