@@ -18,7 +18,14 @@ import (
 // openInit keeps a pidfd of a created container's init. The init is then
 // blocked in the runtime's exec FIFO, waiting for start, so the pid is
 // still the container's. Without a pidfd, Kill uses the runtime.
+//
+// Not on a sandboxed runtime: the pid it reports is a host process of the
+// sandbox (gVisor's sandbox, a VM's shim, or the relay's holder), not the
+// workload, which only the runtime can signal.
 func (r *Runtime) openInit(id string, pid int) {
+	if r.cfg.Sandboxed {
+		return
+	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return
