@@ -35,6 +35,24 @@ type Config struct {
 	CNI      CNIConfig      `toml:"cni"`
 	Stream   StreamConfig   `toml:"stream"`
 	Runtime  RuntimeConfig  `toml:"runtime"`
+	CDI      CDIConfig      `toml:"cdi"`
+	NRI      NRIConfig      `toml:"nri"`
+}
+
+// NRIConfig configures Node Resource Interface plugins.
+type NRIConfig struct {
+	Enable                    bool     `toml:"enable" comment:"serve NRI plugins (launched from plugin_path, or connecting to socket_path)"`
+	SocketPath                string   `toml:"socket_path" comment:"where external plugins connect"`
+	PluginPath                string   `toml:"plugin_path" comment:"plugins launched at start-up: executables named NN-name"`
+	PluginConfigPath          string   `toml:"plugin_config_path" comment:"configuration of the launched plugins: NN-name.conf or name.conf"`
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" comment:"a plugin that has not registered this long after connecting is dropped"`
+	PluginRequestTimeout      Duration `toml:"plugin_request_timeout" comment:"a plugin that has not answered a request this long is dropped; the pod or container goes on without it"`
+	DisableConnections        bool     `toml:"disable_connections" comment:"accept no external plugin connections: only plugins launched from plugin_path run"`
+}
+
+// CDIConfig configures Container Device Interface devices.
+type CDIConfig struct {
+	SpecDirs []string `toml:"spec_dirs" comment:"CDI spec files (.json, .yaml) of device vendors, watched for changes; a later dir wins a conflict"`
 }
 
 // RegistryConfig configures image pulls.
@@ -113,6 +131,15 @@ func Default() Config {
 			Handlers: map[string]HandlerConfig{
 				"runc": {Path: "runc", Type: "oci"},
 			},
+		},
+		CDI: CDIConfig{SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		NRI: NRIConfig{
+			Enable:                    true,
+			SocketPath:                "/var/run/nri/nri.sock",
+			PluginPath:                "/opt/nri/plugins",
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginRegistrationTimeout: Duration(5 * time.Second),
+			PluginRequestTimeout:      Duration(2 * time.Second),
 		},
 	}
 }

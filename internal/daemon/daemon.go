@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/cdi"
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/container"
@@ -90,7 +91,9 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	if err != nil {
 		return fmt.Errorf("detect host facts: %w", err)
 	}
-	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver,
+	devices := cdi.New(cfg.CDI.SpecDirs, log.With("component", "cdi"))
+	defer devices.Close()
+	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver, CDI: devices,
 		Runtimes: detectRuntimeFeatures(ctx, cfg, usable(runtimes), facts, log)}
 	// Pods stop their containers and containers look their pods up: the
 	// hook reads the container manager once it exists.

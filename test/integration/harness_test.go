@@ -64,7 +64,7 @@ type daemon struct {
 	socket  string
 	config  string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *lockedBuffer
 	done    chan struct{}
 	exitErr error
 	// killOnCleanup is set by the first start: one cleanup, registered
@@ -84,6 +84,7 @@ type daemon struct {
 
 type daemonOpts struct {
 	extraConfig string // appended to cradle.toml
+	nri         string // more keys of the [nri] table
 	dir         string // reuse a previous daemon's dirs (restart)
 }
 
@@ -123,12 +124,45 @@ log_level = "debug"
 config_path = %q
 [cni]
 conf_dir = %q
-`, d.root, d.state, d.socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "cni"))
+[cdi]
+spec_dirs = [%q]
+[nri]
+socket_path = %q
+plugin_path = %q
+plugin_config_path = %q
+%s
+`, d.root, d.state, d.socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "cni"),
+		d.cdiDir(), d.nriSocket(), filepath.Join(dir, "nri-plugins"), filepath.Join(dir, "nri-conf"), o.nri)
 	if err := os.WriteFile(d.config, []byte(conf+o.extraConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
+
+// lockedBuffer is the daemon's output: the copying goroutine of exec.Cmd
+// writes it while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// cdiDir is the daemon's only CDI spec dir, so no host spec file counts.
+func (d *daemon) cdiDir() string { return filepath.Join(d.dir, "cdi") }
+
+// nriSocket is the daemon's own NRI socket: never the host's.
+func (d *daemon) nriSocket() string { return filepath.Join(d.dir, "nri.sock") }
 
 // startDaemon starts a daemon and waits until it answers Version.
 func startDaemon(t *testing.T, o daemonOpts) *daemon {
@@ -141,7 +175,7 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 func (d *daemon) start() {
 	t := d.t
 	t.Helper()
-	d.log = &bytes.Buffer{}
+	d.log = &lockedBuffer{}
 	d.cmd = exec.Command(binary(t), "daemon", "--config", d.config)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
