@@ -73,6 +73,8 @@ type Config struct {
 	// Events, if set, hears of every lifecycle change once it is recorded:
 	// see events.go.
 	Events EventFunc
+	// NRI, if set, tells NRI plugins of every lifecycle step (nri.go).
+	NRI NRIHooks
 }
 
 // Manager owns every container of the daemon. Its methods are safe for

@@ -198,6 +198,15 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err != nil {
 		return id, err
 	}
+	if m.cfg.NRI != nil {
+		// Until the container is listed: a plugin connecting meanwhile
+		// finds it in its snapshot or hears this create.
+		release := m.cfg.NRI.BlockSync()
+		defer release()
+		if err := m.cfg.NRI.Create(ctx, c.view(), s); err != nil {
+			return id, err
+		}
+	}
 	if err := m.idmapMounts(id, s); err != nil {
 		return id, err
 	}
@@ -230,10 +239,16 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 		return id, err
 	}
 	crashpoint.Hit(crashpoint.CreateCreated)
+	c.mu.Lock()
+	c.spec = s
+	c.mu.Unlock()
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
 	m.emit(events.Created, c)
+	if m.cfg.NRI != nil {
+		m.cfg.NRI.PostCreate(ctx, c.view(), s)
+	}
 	return id, nil
 }
 

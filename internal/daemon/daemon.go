@@ -98,6 +98,8 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	// Pods stop their containers and containers look their pods up: the
 	// hook reads the container manager once it exists.
 	var containers *container.Manager
+	// NRI plugins hear of both managers' events once NRI starts below.
+	plugins := &nriBridge{}
 	// Lifecycle events of both managers, recovery's included, for
 	// GetContainerEvents; Close before the graceful stop ends its streams.
 	evs := cri.NewEvents(events.Config{}, log.With("component", "events"))
@@ -111,6 +113,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Node:           node,
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
 		Events:         evs.Sandbox,
+		NRI:            plugins,
 	})
 	if err != nil {
 		return fmt.Errorf("open pod sandboxes: %w", err)
@@ -126,11 +129,15 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		Sandboxes:      podLookup{pods: pods},
 		Log:            log.With("component", "container"),
 		Events:         evs.Container,
+		NRI:            plugins,
 	})
 	if err != nil {
 		return fmt.Errorf("open containers: %w", err)
 	}
 	defer containers.Close()
+	plugins.pods, plugins.containers = pods, containers
+	plugins.start(cfg.NRI, facts, devices, log)
+	defer plugins.stop()
 	statsTargets := cri.StatsTargets(containers)
 	collector, err := stats.New(stats.Config{
 		Hierarchy: stats.DetectHierarchy("/sys/fs/cgroup"),
@@ -153,7 +160,7 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
 		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).
-		WithRuntimeFeatures(node.Runtimes).WithUserNamespaces(cfg.Root)
+		WithRuntimeFeatures(node.Runtimes).WithUserNamespaces(cfg.Root).WithNRIStatus(plugins.status)
 	streams, err := cri.ListenStreaming(cfg.Stream, containers, pods)
 	if err != nil {
 		return fmt.Errorf("start streaming server: %w", err)

@@ -102,6 +102,11 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	if err := m.hook(stepReady); err != nil {
 		return err
 	}
+	if m.cfg.NRI != nil {
+		if err := m.cfg.NRI.RunPodSandbox(ctx, p.snapshot()); err != nil {
+			return err
+		}
+	}
 	p.rec.State = Ready
 	t := time.Now()
 	err = m.save(p)
