@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -198,11 +199,14 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err != nil {
 		return id, err
 	}
+	releaseSync := func() {}
 	if m.cfg.NRI != nil {
 		// Until the container is listed: a plugin connecting meanwhile
 		// finds it in its snapshot or hears this create.
 		release := m.cfg.NRI.BlockSync()
-		defer release()
+		var once sync.Once
+		releaseSync = func() { once.Do(release) }
+		defer releaseSync()
 		if err := m.cfg.NRI.Create(ctx, c.view(), s); err != nil {
 			return id, err
 		}
@@ -245,6 +249,7 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	releaseSync()
 	m.emit(events.Created, c)
 	if m.cfg.NRI != nil {
 		m.cfg.NRI.PostCreate(ctx, c.view(), s)
