@@ -151,6 +151,7 @@ func Start(cfg Config, d Domain, log *slog.Logger) (*NRI, error) {
 		return nil, err
 	}
 	n.a = a
+	pluginSets.Store(&n.plugins, struct{}{})
 	return n, nil
 }
 
@@ -182,6 +183,7 @@ func (n *NRI) Stop() {
 	}
 	n.a.Stop()
 	n.async.Wait()
+	pluginSets.Delete(&n.plugins)
 }
 
 // Plugins names the plugins connected and synchronized, sorted.
@@ -264,7 +266,8 @@ func (n *NRI) later(updates []*adaptation.ContainerUpdate, evictions []*adaptati
 
 // pluginSet learns the connected plugins from the library's metrics: a
 // plugin counts from its first successful Synchronize until a request to
-// it fails for good or the count of plugins drops to zero.
+// it fails for good, its connection closes (connectionClosed) or the count
+// of plugins drops to zero.
 type pluginSet struct {
 	mu  sync.Mutex
 	set map[string]bool
@@ -310,6 +313,12 @@ func dropsPlugin(err error) bool {
 	return false
 }
 
+func (s *pluginSet) remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.set, name)
+}
+
 func (s *pluginSet) RecordPluginLatency(string, string, time.Duration) {}
 func (s *pluginSet) RecordPluginAdjustments(string, string, *adaptation.ContainerAdjustment, int, int) {
 }
@@ -323,10 +332,29 @@ func (s *pluginSet) UpdatePluginCount(count int) {
 	clear(s.set)
 }
 
+// connectionClosed is the library's log line for a plugin whose
+// connection closed; it is the only word of a plugin that goes away while
+// no request runs (TestPluginListFollowsConnections keeps it true).
+const connectionClosed = "connection to plugin %q closed"
+
+// pluginSets are the running adaptations' plugin lists: the library's
+// logger is one for the process.
+var pluginSets sync.Map // *pluginSet → struct{}
+
 // libLogger puts the library's printf-style lines into slog.
 type libLogger struct{ l *slog.Logger }
 
 func (g libLogger) Debugf(_ context.Context, f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g libLogger) Infof(_ context.Context, f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...)) }
+func (g libLogger) Infof(_ context.Context, f string, a ...any) {
+	if f == connectionClosed && len(a) == 1 {
+		if name, ok := a[0].(string); ok {
+			pluginSets.Range(func(k, _ any) bool {
+				k.(*pluginSet).remove(name)
+				return true
+			})
+		}
+	}
+	g.l.Info(fmt.Sprintf(f, a...))
+}
 func (g libLogger) Warnf(_ context.Context, f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
 func (g libLogger) Errorf(_ context.Context, f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }

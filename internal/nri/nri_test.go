@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -237,3 +238,43 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A plugin that disconnects while idle leaves the list at once: the
+// library says so only in its log line (connectionClosed).
+func TestPluginListFollowsConnections(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{SocketPath: filepath.Join(dir, "nri.sock"), PluginPath: filepath.Join(dir, "plugins"),
+		PluginConfigPath: filepath.Join(dir, "conf"), RegistrationTimeout: 5 * time.Second, RequestTimeout: 2 * time.Second}
+	n, err := Start(cfg, &fakeDomain{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	s, err := stub.New(idlePlugin{}, stub.WithPluginName("idle"), stub.WithPluginIdx("10"), stub.WithSocketPath(cfg.SocketPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, func() bool { return slices.Equal(n.Plugins(), []string{"10-idle"}) })
+	s.Stop()
+	<-done
+	waitFor(t, func() bool { return len(n.Plugins()) == 0 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type idlePlugin struct{}
+
+func (idlePlugin) RunPodSandbox(context.Context, *api.PodSandbox) error { return nil }

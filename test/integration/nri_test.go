@@ -333,10 +333,19 @@ func TestNRIHangingPlugin(t *testing.T) {
 	eventually(t, 10*time.Second, "the hung plugin to be dropped", func() bool {
 		return !slices.Contains(nriStatus(t, d).Plugins, "10-hung")
 	})
+	// A plugin that goes away (crashed) is skipped as well.
+	crasher := connectPlugin(t, d, "crasher", "30", &testPlugin{})
+	crasher.Stop()
 	second, err := d.Runtime.RunPodSandbox(ctx, podConfig("after", runtimeapi.NamespaceMode_CONTAINER), "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !slices.Contains(healthy.Events(second), "RunPodSandbox") {
+		t.Errorf("healthy plugin events %v", healthy.Events(second))
+	}
+	eventually(t, 10*time.Second, "the crashed plugin to be dropped", func() bool {
+		return slices.Equal(nriStatus(t, d).Plugins, []string{"20-healthy"})
+	})
 	for _, id := range []string{podID, second} {
 		if err := d.Runtime.StopPodSandbox(ctx, id); err != nil {
 			t.Fatal(err)
