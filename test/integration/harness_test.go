@@ -122,8 +122,6 @@ socket = %q
 log_level = "debug"
 [registry]
 config_path = %q
-[cni]
-conf_dir = %q
 [cdi]
 spec_dirs = [%q]
 [nri]
@@ -131,8 +129,12 @@ socket_path = %q
 plugin_path = %q
 plugin_config_path = %q
 %s
-`, d.root, d.state, d.socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "cni"),
-		d.cdiDir(), d.nriSocket(), filepath.Join(dir, "nri-plugins"), filepath.Join(dir, "nri-conf"), o.nri)
+# last: tests append [cni] keys in extraConfig
+[cni]
+conf_dir = %q
+`, d.root, d.state, d.socket, filepath.Join(dir, "certs.d"),
+		d.cdiDir(), d.nriSocket(), filepath.Join(dir, "nri-plugins"), filepath.Join(dir, "nri-conf"), o.nri,
+		filepath.Join(dir, "cni"))
 	if err := os.WriteFile(d.config, []byte(conf+o.extraConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
