@@ -92,6 +92,8 @@ socket = "$sock"
 config_path = "$work/certs.d"
 [cni]
 conf_dir = "$work/cni"
+[nri]
+socket_path = "$work/nri.sock"
 EOF
 cat >"$work/cni/10-smoke.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "cradle-kubelet-smoke", "plugins": [

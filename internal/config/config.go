@@ -39,6 +39,8 @@ type Config struct {
 	Runtime  RuntimeConfig  `toml:"runtime"`
 	Metrics  Metrics        `toml:"metrics"`
 	Tracing  Tracing        `toml:"tracing"`
+	CDI      CDIConfig      `toml:"cdi"`
+	NRI      NRIConfig      `toml:"nri"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -54,6 +56,22 @@ type Tracing struct {
 	// SamplingRatePerMillion samples new traces (those without a sampled
 	// parent); a kubelet span that was sampled is always followed.
 	SamplingRatePerMillion int `toml:"sampling_rate_per_million" comment:"traces started per million RPCs without a parent (0-1000000); an RPC whose caller sent a sampled span is always traced"`
+}
+
+// NRIConfig configures Node Resource Interface plugins.
+type NRIConfig struct {
+	Enable                    bool     `toml:"enable" comment:"serve NRI plugins (launched from plugin_path, or connecting to socket_path)"`
+	SocketPath                string   `toml:"socket_path" comment:"where external plugins connect"`
+	PluginPath                string   `toml:"plugin_path" comment:"plugins launched at start-up: executables named NN-name"`
+	PluginConfigPath          string   `toml:"plugin_config_path" comment:"configuration of the launched plugins: NN-name.conf or name.conf"`
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" comment:"a plugin that has not registered this long after connecting is dropped"`
+	PluginRequestTimeout      Duration `toml:"plugin_request_timeout" comment:"a plugin that has not answered a request this long is dropped; the pod or container goes on without it"`
+	DisableConnections        bool     `toml:"disable_connections" comment:"accept no external plugin connections: only plugins launched from plugin_path run"`
+}
+
+// CDIConfig configures Container Device Interface devices.
+type CDIConfig struct {
+	SpecDirs []string `toml:"spec_dirs" comment:"CDI spec files (.json, .yaml) of device vendors, watched for changes; a later dir wins a conflict"`
 }
 
 // RegistryConfig configures image pulls.
@@ -139,6 +157,15 @@ func Default() Config {
 			Handlers: map[string]HandlerConfig{
 				"runc": {Path: "runc", Type: "oci"},
 			},
+		},
+		CDI: CDIConfig{SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		NRI: NRIConfig{
+			Enable:                    true,
+			SocketPath:                "/var/run/nri/nri.sock",
+			PluginPath:                "/opt/nri/plugins",
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginRegistrationTimeout: Duration(5 * time.Second),
+			PluginRequestTimeout:      Duration(2 * time.Second),
 		},
 	}
 }

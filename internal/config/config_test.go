@@ -34,7 +34,11 @@ func TestDefaultsNeedNoFile(t *testing.T) {
 	// The paths the issue and the tools around cradle rely on, literally.
 	if l.Socket != "/run/cradle/cradle.sock" || l.Root != "/var/lib/cradle" || l.State != "/run/cradle" ||
 		l.Registry.ConfigPath != "/etc/cradle/certs.d" || l.CNI.ConfDir != "/etc/cni/net.d" ||
-		l.Runtime.CgroupDriver != "cgroupfs" || l.Runtime.DefaultHandler != "runc" {
+		l.Runtime.CgroupDriver != "cgroupfs" || l.Runtime.DefaultHandler != "runc" ||
+		!reflect.DeepEqual(l.CDI.SpecDirs, []string{"/etc/cdi", "/var/run/cdi"}) ||
+		!l.NRI.Enable || l.NRI.SocketPath != "/var/run/nri/nri.sock" || l.NRI.PluginPath != "/opt/nri/plugins" ||
+		l.NRI.PluginConfigPath != "/etc/nri/conf.d" || l.NRI.PluginRegistrationTimeout.Std() != 5*time.Second ||
+		l.NRI.PluginRequestTimeout.Std() != 2*time.Second || l.NRI.DisableConnections {
 		t.Fatalf("unexpected defaults: %+v", l.Config)
 	}
 	if DefaultFile != "/etc/cradle/cradle.toml" || DropInDir(DefaultFile) != "/etc/cradle/cradle.d" {
@@ -146,6 +150,9 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"sampling above a million", "[tracing]\nsampling_rate_per_million = 1000001\n", []string{"tracing.sampling_rate_per_million", "1000000"}},
 		{"negative sampling", "[tracing]\nsampling_rate_per_million = -1\n", []string{"tracing.sampling_rate_per_million"}},
 		{"syntax", "root = \n", []string{"cradle.toml:1"}},
+		{"relative cdi dir", "[cdi]\nspec_dirs = [\"etc/cdi\"]\n", []string{"cdi.spec_dirs", "absolute"}},
+		{"zero nri request timeout", "[nri]\nplugin_request_timeout = \"0s\"\n", []string{"nri.plugin_request_timeout", "positive"}},
+		{"relative nri socket", "[nri]\nsocket_path = \"nri.sock\"\n", []string{"nri.socket_path", "absolute"}},
 		{"socket path too long", "socket = \"/run/" + strings.Repeat("s", 103) + "\"\n", []string{`"socket"`, "108 bytes long", "at most 107"}},
 	}
 	for _, tc := range cases {

@@ -22,6 +22,9 @@ var RestartOnly = []string{
 	"cni.conf_dir", "cni.plugin_dirs", "cni.call_timeout",
 	"stream.address", "stream.port", "stream.tls_cert", "stream.tls_key",
 	"runtime.cgroup_driver",
+	// NRI's adaptation and the CDI cache are built once; CDI's spec files
+	// themselves are watched, so a device change needs no restart.
+	"cdi", "nri",
 }
 
 // Diff lists the dotted keys whose values differ between a and b, sorted
@@ -68,6 +71,9 @@ func KeepRestartOnly(cur, next *Config) []string {
 	next.Stream.Address, next.Stream.Port = cur.Stream.Address, cur.Stream.Port
 	next.Stream.TLSCert, next.Stream.TLSKey = cur.Stream.TLSCert, cur.Stream.TLSKey
 	next.Runtime.CgroupDriver = cur.Runtime.CgroupDriver
+	next.CDI = cur.CDI
+	next.CDI.SpecDirs = slices.Clone(cur.CDI.SpecDirs)
+	next.NRI = cur.NRI
 	return changed
 }
 

@@ -67,8 +67,9 @@ func TestKeepRestartOnly(t *testing.T) {
 	next.Root, next.Socket, next.Stream.Port, next.Stream.Address = "/x", "/x/s.sock", 99, "0.0.0.0"
 	next.Runtime.CgroupDriver, next.LogFormat, next.CNI.ConfDir = "systemd", "json", "/cni"
 	next.LogLevel, next.Stream.URLTTL = "debug", Duration(5e9)
+	next.NRI.Enable, next.CDI.SpecDirs = false, []string{"/cdi"}
 	keys := KeepRestartOnly(&cur, &next)
-	want := []string{"cni.conf_dir", "log_format", "root", "runtime.cgroup_driver", "socket", "stream.address", "stream.port"}
+	want := []string{"cdi.spec_dirs", "cni.conf_dir", "log_format", "nri.enable", "root", "runtime.cgroup_driver", "socket", "stream.address", "stream.port"}
 	if !reflect.DeepEqual(keys, want) {
 		t.Errorf("restart-only keys = %v, want %v", keys, want)
 	}

@@ -124,6 +124,23 @@ func (l *Loaded) validate() error {
 	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {
 		bad("runtime.default_handler", "no handler %q in [runtime.handlers] (have: %s)", c.Runtime.DefaultHandler, strings.Join(names, ", "))
 	}
+	for _, d := range c.CDI.SpecDirs {
+		abs("cdi.spec_dirs", d)
+	}
+	abs("nri.socket_path", c.NRI.SocketPath)
+	if len(c.NRI.SocketPath) > maxSocketPath {
+		bad("nri.socket_path", "is %d bytes long; a unix socket path holds at most %d", len(c.NRI.SocketPath), maxSocketPath)
+	}
+	abs("nri.plugin_path", c.NRI.PluginPath)
+	abs("nri.plugin_config_path", c.NRI.PluginConfigPath)
+	if c.NRI.PluginRegistrationTimeout <= 0 {
+		bad("nri.plugin_registration_timeout", "must be positive, got %s", c.NRI.PluginRegistrationTimeout.Std())
+	}
+	// A request to plugins happens inside a CRI call; a minute is already
+	// far beyond what kubelet waits for most of them.
+	if t := c.NRI.PluginRequestTimeout.Std(); t <= 0 || t > time.Minute {
+		bad("nri.plugin_request_timeout", "must be positive and at most 1m, got %s", t)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}

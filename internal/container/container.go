@@ -75,6 +75,8 @@ type Config struct {
 	Events EventFunc
 	// Observer, if set, hears of starts, exits and recovery (metrics).
 	Observer Observer
+	// NRI, if set, tells NRI plugins of every lifecycle step (nri.go).
+	NRI NRIHooks
 }
 
 // Observer hears what containers do. Its methods must return at once.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -218,6 +219,18 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	if err != nil {
 		return id, err
 	}
+	releaseSync := func() {}
+	if m.cfg.NRI != nil {
+		// Until the container is listed: a plugin connecting meanwhile
+		// finds it in its snapshot or hears this create.
+		release := m.cfg.NRI.BlockSync()
+		var once sync.Once
+		releaseSync = func() { once.Do(release) }
+		defer releaseSync()
+		if err := m.cfg.NRI.Create(ctx, c.view(), s); err != nil {
+			return id, err
+		}
+	}
 	if err := m.idmapMounts(id, s); err != nil {
 		return id, err
 	}
@@ -257,10 +270,17 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	}
 	split("record")
 	crashpoint.Hit(crashpoint.CreateCreated)
+	c.mu.Lock()
+	c.spec = s
+	c.mu.Unlock()
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	releaseSync()
 	m.emit(events.Created, c)
+	if m.cfg.NRI != nil {
+		m.cfg.NRI.PostCreate(ctx, c.view(), s)
+	}
 	return id, nil
 }
 

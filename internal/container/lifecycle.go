@@ -40,6 +40,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	c.mu.Lock()
 	c.exited = make(chan struct{})
 	c.mu.Unlock()
+	if m.cfg.NRI != nil {
+		m.cfg.NRI.Start(ctx, c.view(), m.specOf(c))
+	}
 	started := time.Now()
 	if err := rt.Start(ctx, id); err != nil && !m.startedAnyway(rt, c) {
 		return fmt.Errorf("start container %s: %w", id, err)
@@ -60,6 +63,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	// Before the watcher exists, so STARTED always precedes STOPPED.
 	m.emit(events.Started, c)
 	m.watch(rt, c)
+	if m.cfg.NRI != nil {
+		m.cfg.NRI.PostStart(ctx, c.view(), m.specOf(c))
+	}
 	return nil
 }
 
@@ -156,7 +162,12 @@ func (c *ctr) reapedWait(ctx context.Context) bool {
 
 func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
 	reason := ReasonError
+	c.mu.Lock()
+	evicted := c.evicted
+	c.mu.Unlock()
 	switch {
+	case evicted != "":
+		reason, exit.Message = ReasonEvicted, evicted
 	case exit.OOMKilled:
 		reason = ReasonOOMKilled
 	case exit.Code == 0:
@@ -189,6 +200,9 @@ func (m *Manager) recordExit(c *ctr, exit oci.Exit) {
 		m.cfg.Observer.ContainerExited(reason)
 		// Before waking Stop and Remove, so STOPPED precedes DELETED.
 		m.emit(events.Stopped, c)
+		if m.cfg.NRI != nil {
+			m.cfg.NRI.Stop(m.ctx, c.view(), m.specOf(c))
+		}
 	}
 	c.mu.Lock()
 	if c.exited == nil {
@@ -319,5 +333,10 @@ func (m *Manager) finishRemove(ctx context.Context, c *ctr) error {
 	m.mu.Unlock()
 	m.releaseName(nameKey(c.rec.SandboxID, c.rec.Name), c.rec.ID)
 	m.emit(events.Deleted, c)
+	if m.cfg.NRI != nil {
+		s := m.specOf(c)
+		m.cfg.NRI.Stop(ctx, c.view(), s) // a container that never ran
+		m.cfg.NRI.Remove(ctx, c.view(), s)
+	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -60,6 +61,8 @@ const (
 	ReasonCompleted = "Completed"
 	ReasonError     = "Error"
 	ReasonOOMKilled = "OOMKilled"
+	// ReasonEvicted: an NRI plugin evicted the container.
+	ReasonEvicted = "Evicted"
 )
 
 // User is the identity the container's process runs as, from its spec.
@@ -135,6 +138,12 @@ type ctr struct {
 	// recovered, when not nil, is closed once the reconciliation after a
 	// daemon restart has ended; operations wait for it (waitRecovered).
 	recovered chan struct{}
+	// spec is the OCI spec as written (for NRI), nil until needed after a
+	// restart; guarded by mu.
+	spec *specs.Spec
+	// evicted is the reason an NRI plugin gave to evict the container;
+	// guarded by mu.
+	evicted string
 }
 
 func (c *ctr) snapshot() record {

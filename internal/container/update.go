@@ -57,6 +57,11 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, req *runtimeap
 	if err != nil {
 		return err
 	}
+	if m.cfg.NRI != nil {
+		if res, err = m.cfg.NRI.Update(ctx, c.view(), m.specOf(c), res); err != nil {
+			return err
+		}
+	}
 	// runc update does not touch hugetlb limits; refusing beats claiming
 	// a change that did not happen.
 	if m.cfg.Node.Host.Hugetlb && !hugepagesEqual(cur.GetHugepageLimits(), next.GetHugepageLimits()) {
@@ -83,9 +88,13 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, req *runtimeap
 	err = m.update(c, func(r *record) { r.Resources = data })
 	c.mu.Lock()
 	c.res = next
+	c.spec = nil // the bundle changed: read again when needed
 	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("update container %s: the limits are applied but not recorded: %w", id, err)
+	}
+	if m.cfg.NRI != nil {
+		m.cfg.NRI.PostUpdate(ctx, c.view(), m.specOf(c))
 	}
 	return nil
 }

@@ -59,6 +59,17 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 		if cidr := s.runtimeConfig.podCIDR(cfg.Root); cidr != "" {
 			resp.Info["podCIDR"] = cidr
 		}
+		if s.nriStatus != nil {
+			st := s.nriStatus()
+			if st.Plugins == nil {
+				st.Plugins = []string{}
+			}
+			data, err := json.Marshal(st)
+			if err != nil {
+				return nil, err
+			}
+			resp.Info["nri"] = string(data)
+		}
 	}
 	return resp, nil
 }

@@ -50,7 +50,9 @@ type Server struct {
 	// features are the detected features per handler ("" = default).
 	features map[string]spec.RuntimeFeatures
 	usernsOK bool // pods may have their own user namespace (userns.go)
-	log      *slog.Logger
+	// nriStatus reports NRI in verbose Status; nil: not reported.
+	nriStatus func() NRIStatus
+	log       *slog.Logger
 
 	criu          criu.Checker       // run once, on the first checkpoint RPC
 	runtimeConfig runtimeConfigStore // kubelet's pod CIDR (update.go)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cradle-runtime/cradle/internal/cdi"
 	"github.com/cradle-runtime/cradle/internal/cni"
 	"github.com/cradle-runtime/cradle/internal/config"
 	"github.com/cradle-runtime/cradle/internal/container"
@@ -121,10 +122,14 @@ func Run(ctx context.Context, opts Options) error {
 		Features: detectRuntimeFeatures(ctx, cfg, usable(opened), facts, log)})
 	// The runtimes in force at the end, reloads included.
 	defer func() { closeRuntimes(runtimes.All()) }()
-	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver, FeaturesOf: runtimes.Features}
+	devices := cdi.New(cfg.CDI.SpecDirs, log.With("component", "cdi"))
+	defer devices.Close()
+	node := &spec.Node{Host: facts, CgroupDriver: cfg.Runtime.CgroupDriver, FeaturesOf: runtimes.Features, CDI: devices}
 	// Pods stop their containers and containers look their pods up: the
 	// hook reads the container manager once it exists.
 	var containers *container.Manager
+	// NRI plugins hear of both managers' events once NRI starts below.
+	plugins := &nriBridge{}
 	// Lifecycle events of both managers, recovery's included, for
 	// GetContainerEvents; Close before the graceful stop ends its streams.
 	evs := cri.NewEvents(events.Config{OnDrop: tel.metrics.EventsDropped}, log.With("component", "events"))
@@ -140,6 +145,7 @@ func Run(ctx context.Context, opts Options) error {
 		StopContainers: stopPodContainers(func() *container.Manager { return containers }),
 		Events:         evs.Sandbox,
 		Observer:       tel.metrics,
+		NRI:            plugins,
 	})
 	if err != nil {
 		return fmt.Errorf("open pod sandboxes: %w", err)
@@ -155,11 +161,15 @@ func Run(ctx context.Context, opts Options) error {
 		Log:       log.With("component", "container"),
 		Events:    evs.Container,
 		Observer:  tel.metrics,
+		NRI:       plugins,
 	})
 	if err != nil {
 		return fmt.Errorf("open containers: %w", err)
 	}
 	defer containers.Close()
+	plugins.pods, plugins.containers = pods, containers
+	plugins.start(cfg.NRI, facts, devices, log)
+	defer plugins.stop()
 	statsTargets := cri.StatsTargets(containers)
 	collector, err := stats.New(stats.Config{
 		Hierarchy: stats.DetectHierarchy("/sys/fs/cgroup"),
@@ -186,7 +196,7 @@ func Run(ctx context.Context, opts Options) error {
 	srv := grpc.NewServer(cri.ServerOptions(log, tel.metrics)...)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
-		WithHandlerSet(runtimes).WithEvents(evs).WithUserNamespaces(cfg.Root)
+		WithHandlerSet(runtimes).WithEvents(evs).WithUserNamespaces(cfg.Root).WithNRIStatus(plugins.status)
 	streams, err := cri.ListenStreaming(cfg.Stream, containers, pods)
 	if err != nil {
 		return fmt.Errorf("start streaming server: %w", err)

@@ -105,6 +105,11 @@ func (m *Manager) create(ctx context.Context, p *pod, handler string) error {
 	if err := m.hook(stepReady); err != nil {
 		return err
 	}
+	if m.cfg.NRI != nil {
+		if err := m.cfg.NRI.RunPodSandbox(ctx, p.snapshot()); err != nil {
+			return err
+		}
+	}
 	p.rec.State = Ready
 	t := time.Now()
 	// Noted, not fsynced: after a power loss the durable record (creating,

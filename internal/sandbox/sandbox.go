@@ -76,6 +76,9 @@ type Config struct {
 	// Events, if set, hears of every lifecycle change once it is
 	// recorded: see events.go.
 	Events EventFunc
+	// NRI, if set, tells NRI plugins (internal/nri, wired by the daemon) of
+	// each pod's Run, Stop and Remove.
+	NRI PodHooks
 	// BeforeStep, if set, runs before each step of Run, the record's
 	// first, and an error fails the step: other packages' tests use it to
 	// drive Run with no side effect (the CRI fuzz targets). The daemon
@@ -98,6 +101,17 @@ type noObserver struct{}
 
 func (noObserver) PodReady(time.Duration)   {}
 func (noObserver) Recovered(string, string) {}
+
+// PodHooks hear of a pod's lifecycle for NRI plugins. RunPodSandbox runs
+// once every step is done and before the pod is READY or listed: its error
+// fails and undoes the Run. StopPodSandbox runs once, when a READY pod's
+// containers are stopped and before its network goes; RemovePodSandbox
+// after the pod is gone. Errors of those two are the hook's to log.
+type PodHooks interface {
+	RunPodSandbox(ctx context.Context, s Sandbox) error
+	StopPodSandbox(ctx context.Context, s Sandbox)
+	RemovePodSandbox(ctx context.Context, s Sandbox)
+}
 
 // State is a pod's lifecycle state.
 type State string

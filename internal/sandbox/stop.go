@@ -40,6 +40,9 @@ func (m *Manager) stop(ctx context.Context, p *pod) error {
 		}
 		crashpoint.Hit(crashpoint.StopPodContainers)
 	}
+	if p.rec.State == Ready && m.cfg.NRI != nil {
+		m.cfg.NRI.StopPodSandbox(ctx, p.snapshot())
+	}
 	return m.release(ctx, p)
 }
 
@@ -101,6 +104,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	}
 	m.forget(p)
 	m.emit(events.Deleted, p)
+	if m.cfg.NRI != nil {
+		m.cfg.NRI.RemovePodSandbox(ctx, p.snapshot())
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cradle-runtime/cradle/internal/cdi"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
 
@@ -17,11 +18,7 @@ import (
 // rules: deny everything, then allow each requested device. The runtime
 // adds its own standard allowances (null, zero, tty, ...). A privileged
 // container gets every host device and no restriction.
-func buildDevices(req []*runtimeapi.Device, cdi []*runtimeapi.CDIDevice, privileged bool, sys System) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup, error) {
-	// Ignoring a requested GPU would start a container that cannot work.
-	if len(cdi) > 0 {
-		return nil, nil, errdefs.New(errdefs.ErrUnimplemented, "CDI devices (first: %q) are not supported in this cradle release", cdi[0].GetName())
-	}
+func buildDevices(req []*runtimeapi.Device, privileged bool, sys System) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup, error) {
 	var devices []specs.LinuxDevice
 	rules := []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
 	seen := map[string]bool{}
@@ -102,4 +99,27 @@ func criDevice(d *runtimeapi.Device, sys System) ([]specs.LinuxDevice, string, e
 		out = append(out, dev)
 	}
 	return out, access, nil
+}
+
+// CDIInjector applies the edits of CDI devices to a spec (internal/cdi).
+type CDIInjector interface {
+	Inject(s *specs.Spec, devices []string) error
+}
+
+// injectCDI resolves the container's CDI devices, from CDI_devices and the
+// cdi.k8s.io/ annotations, last, so their edits see the finished spec.
+func injectCDI(s *specs.Spec, cfg *runtimeapi.ContainerConfig, node *Node) error {
+	var names []string
+	for _, d := range cfg.GetCDIDevices() {
+		names = append(names, d.GetName())
+	}
+	devices, err := cdi.Devices(names, cfg.GetAnnotations())
+	if err != nil || len(devices) == 0 {
+		return err
+	}
+	// Ignoring a requested GPU would start a container that cannot work.
+	if node.CDI == nil {
+		return errdefs.New(errdefs.ErrUnimplemented, "CDI devices (first: %q) are not configured on this node", devices[0])
+	}
+	return node.CDI.Inject(s, devices)
 }

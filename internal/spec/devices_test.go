@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -93,7 +94,7 @@ func TestPrivilegedDevices(t *testing.T) {
 	sys := newFakeSystem()
 	sys.devices["/dev/fuse"] = []specs.LinuxDevice{charDevice("/dev/fuse", 10, 229)}
 	sys.devices["/dev"] = []specs.LinuxDevice{charDevice("/dev/fuse", 10, 229), charDevice("/dev/kvm", 10, 232)}
-	devs, rules, err := buildDevices([]*runtimeapi.Device{{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "r"}}, nil, true, sys)
+	devs, rules, err := buildDevices([]*runtimeapi.Device{{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "r"}}, true, sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,13 +107,47 @@ func TestPrivilegedDevices(t *testing.T) {
 	}
 
 	sys.errs["/dev"] = errors.New("EACCES")
-	_, _, err = buildDevices(nil, nil, true, sys)
+	_, _, err = buildDevices(nil, true, sys)
 	wantErr(t, err, errdefs.ErrFailedPrecondition, "list host devices")
 }
 
-func TestCDIDevicesAreRefused(t *testing.T) {
+func TestCDIDevicesWithoutRegistryAreRefused(t *testing.T) {
 	in, _ := testInput()
 	in.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "nvidia.com/gpu=0"}}
 	_, err := Build(in)
 	wantErr(t, err, errdefs.ErrUnimplemented, `"nvidia.com/gpu=0"`)
+}
+
+type fakeCDI struct{ got []string }
+
+func (f *fakeCDI) Inject(s *specs.Spec, devices []string) error {
+	f.got = devices
+	s.Process.Env = append(s.Process.Env, "INJECTED=1")
+	return nil
+}
+
+func TestCDIDevicesFromFieldAndAnnotations(t *testing.T) {
+	in, _ := testInput()
+	f := &fakeCDI{}
+	in.Node.CDI = f
+	in.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "vendor.com/dev=b"}, {Name: "vendor.com/dev=a"}}
+	in.Config.Annotations = map[string]string{"cdi.k8s.io/plugin_x": "vendor.com/dev=a,vendor.com/dev=c", "other": "x"}
+	s, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"vendor.com/dev=b", "vendor.com/dev=a", "vendor.com/dev=c"}; !cmp.Equal(f.got, want) {
+		t.Fatalf("injected %v, want %v", f.got, want)
+	}
+	if !slices.Contains(s.Process.Env, "INJECTED=1") {
+		t.Fatalf("the injector's edit is lost: %v", s.Process.Env)
+	}
+
+	in.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "gpu0"}}
+	_, err = Build(in)
+	wantErr(t, err, errdefs.ErrInvalidArgument, `"gpu0"`)
+	in.Config.CDIDevices = nil
+	in.Config.Annotations = map[string]string{"cdi.k8s.io/x": "not-qualified"}
+	_, err = Build(in)
+	wantErr(t, err, errdefs.ErrInvalidArgument, `"not-qualified"`)
 }

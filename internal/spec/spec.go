@@ -128,6 +128,9 @@ type Node struct {
 	// with a configuration reload.
 	FeaturesOf func(handler string) RuntimeFeatures
 
+	// CDI resolves CDI devices; nil refuses a container that asks for one.
+	CDI CDIInjector
+
 	// System answers host lookups; nil is the real host (OS{}).
 	System System
 }
@@ -163,7 +166,7 @@ func Build(in Input) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	devices, rules, err := buildDevices(in.Config.GetDevices(), in.Config.GetCDIDevices(), privileged, sys)
+	devices, rules, err := buildDevices(in.Config.GetDevices(), privileged, sys)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +209,9 @@ func Build(in Input) (*specs.Spec, error) {
 	}
 	ns.user.apply(s)
 	if s.Linux.Seccomp, err = seccompProfile(sc, proc.Capabilities, node.Host, sys); err != nil {
+		return nil, err
+	}
+	if err := injectCDI(s, in.Config, node); err != nil {
 		return nil, err
 	}
 	return s, nil

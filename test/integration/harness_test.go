@@ -88,6 +88,7 @@ type daemon struct {
 
 type daemonOpts struct {
 	extraConfig string // appended to cradle.toml
+	nri         string // more keys of the [nri] table
 	dir         string // reuse a previous daemon's dirs (restart)
 }
 
@@ -125,14 +126,30 @@ socket = %q
 log_level = "debug"
 [registry]
 config_path = %q
+[cdi]
+spec_dirs = [%q]
+[nri]
+socket_path = %q
+plugin_path = %q
+plugin_config_path = %q
+%s
+# last: tests append [cni] keys in extraConfig
 [cni]
 conf_dir = %q
-`, d.root, d.state, d.socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "cni"))
+`, d.root, d.state, d.socket, filepath.Join(dir, "certs.d"),
+		d.cdiDir(), d.nriSocket(), filepath.Join(dir, "nri-plugins"), filepath.Join(dir, "nri-conf"), o.nri,
+		filepath.Join(dir, "cni"))
 	if err := os.WriteFile(d.config, []byte(conf+o.extraConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
+
+// cdiDir is the daemon's only CDI spec dir, so no host spec file counts.
+func (d *daemon) cdiDir() string { return filepath.Join(d.dir, "cdi") }
+
+// nriSocket is the daemon's own NRI socket: never the host's.
+func (d *daemon) nriSocket() string { return filepath.Join(d.dir, "nri.sock") }
 
 // startDaemon starts a daemon and waits until it answers Version.
 func startDaemon(t *testing.T, o daemonOpts) *daemon {

@@ -34,9 +34,13 @@ log_level = "info"
 [registry]
 config_path = %q
 
+[nri]
+# its own socket: never the host's NRI
+socket_path = %q
+
 [cni]
 conf_dir = %q
-`, c.Comment, c.Root, c.State, c.Socket, c.CertsDir, c.CNIConfDir)
+`, c.Comment, c.Root, c.State, c.Socket, c.CertsDir, filepath.Join(c.State, "nri.sock"), c.CNIConfDir)
 	if len(c.CNIPluginDirs) > 0 {
 		q := make([]string, len(c.CNIPluginDirs))
 		for i, d := range c.CNIPluginDirs {
