@@ -54,8 +54,12 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		return err
 	}
 	defer stateLock.release()
+	// With the debug endpoint on, it also shows the server's time per CRI
+	// call (cri.RPCTimes), for benchmarks.
+	var rpcTimes *cri.RPCTimes
 	if addr := os.Getenv(DebugAddrEnv); addr != "" {
-		stop, err := serveDebug(addr, log)
+		rpcTimes = cri.NewRPCTimes()
+		stop, err := serveDebug(addr, log, rpcTimes)
 		if err != nil {
 			return err
 		}
@@ -146,7 +150,11 @@ func Run(ctx context.Context, cfg *config.Loaded, log *slog.Logger, ready func()
 		log.Warn("pruning unreferenced layers failed", "err", err)
 	}
 
-	srv := grpc.NewServer(cri.ServerOptions(log)...)
+	opts := cri.ServerOptions(log)
+	if rpcTimes != nil {
+		opts = append(opts, grpc.StatsHandler(rpcTimes))
+	}
+	srv := grpc.NewServer(opts...)
 	api := cri.New(cfg, images, log).WithPods(pods, network).WithContainers(containers).
 		WithStats(collector, statsTargets).
 		WithRuntimeHandlers(usableHandlers(runtimes)).WithEvents(evs).
