@@ -230,9 +230,13 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 		return id, err
 	}
 	crashpoint.Hit(crashpoint.CreateCreated)
+	c.mu.Lock()
+	c.ver = m.gen.Add(1)
+	c.mu.Unlock()
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	m.changed()
 	m.emit(events.Created, c)
 	return id, nil
 }

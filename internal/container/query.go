@@ -39,12 +39,18 @@ type Container struct {
 	Resources *runtimeapi.LinuxContainerResources
 
 	imageVolumes []imageVolume
+
+	// Version changes whenever the container does, and no two versions of
+	// the manager's containers are equal: a cache of what the container
+	// answers (the CRI layer's encoded list items) is fresh while it holds.
+	Version uint64
 }
 
 func (c *ctr) view() Container {
 	c.mu.Lock()
 	r := c.rec
 	res := c.resourcesLocked()
+	ver := c.ver
 	c.mu.Unlock()
 	return Container{
 		ID: r.ID, SandboxID: r.SandboxID, Name: r.Name, Handler: r.Handler, Config: c.cfg,
@@ -52,7 +58,7 @@ func (c *ctr) view() Container {
 		ExitCode: r.ExitCode, Reason: r.Reason, Message: r.Message,
 		ImageRef: r.ImageID.String(), ImageName: r.ImageName, LogPath: r.LogPath, User: r.User,
 		StopSignal: reportedStopSignal(c.cfg.GetStopSignal(), r.StopSignal),
-		Resources:  res, imageVolumes: r.ImageVolumes,
+		Resources:  res, imageVolumes: r.ImageVolumes, Version: ver,
 	}
 }
 

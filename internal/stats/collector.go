@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
@@ -76,6 +77,8 @@ type Collector struct {
 	mu      sync.Mutex
 	samples map[string]Sample
 	pods    map[string]PodSample
+	// gen counts changes to samples and pods; see Generation.
+	gen atomic.Uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -109,6 +112,13 @@ func New(cfg Config) (*Collector, error) {
 	go c.loop(ctx)
 	return c, nil
 }
+
+// Generation changes after every change to the cached samples (a new
+// sample, a container or pod forgotten). Read it before reading samples:
+// what was built from them is stale once Generation differs. The CRI
+// layer caches encoded stats responses on it, so they are exactly as fresh
+// as the samples: at most Interval old, as before.
+func (c *Collector) Generation() uint64 { return c.gen.Load() }
 
 // PSI tells whether samples carry pressure stall information, so that
 // metric descriptors can be fixed at start-up.
@@ -162,6 +172,7 @@ func (c *Collector) refreshContainers() {
 		}
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 // Get returns t's cached sample, sampling it now if the loop has not yet,
@@ -223,6 +234,7 @@ func (c *Collector) sample(t Target) (Sample, error) {
 		c.samples[t.ID] = s
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 	return s, nil
 }
 
@@ -236,6 +248,7 @@ func (c *Collector) Forget(id string) {
 	c.mu.Lock()
 	delete(c.samples, id)
 	c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 // detail takes the metrics-only figures of a sample; failing them must not

@@ -83,6 +83,7 @@ func (c *Collector) refreshPods() {
 		}
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 func (c *Collector) samplePod(t PodTarget, withNetwork bool) (PodSample, error) {
@@ -129,6 +130,7 @@ func (c *Collector) samplePod(t PodTarget, withNetwork bool) (PodSample, error) 
 		c.pods[t.ID] = s
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 	return s, nil
 }
 
