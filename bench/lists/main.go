@@ -33,6 +33,7 @@ type options struct {
 	sizes        []int
 	maxPods      int
 	calls, block int
+	budget       time.Duration
 	parallel     int
 	profile      string
 	profileFor   time.Duration
@@ -50,6 +51,7 @@ func main() {
 	sizes := flag.String("sizes", "20,110,500", "node sizes to measure at, in containers, increasing")
 	flag.IntVar(&o.maxPods, "max-pods", 110, "pods at most (kubelet's max-pods); containers beyond are created but not started, spread over the pods")
 	flag.IntVar(&o.calls, "calls", 200, "timed calls per runtime for each call and filter at each size")
+	flag.DurationVar(&o.budget, "budget", 15*time.Second, "a cell ends early (at 40 calls or more) once either runtime has spent this long in it")
 	flag.IntVar(&o.block, "block", 10, "calls in a row on one runtime before the other takes over")
 	flag.IntVar(&o.parallel, "parallel", 4, "pods and containers made at once while growing")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of cradle at each size into this dir (cradle-<size>.pprof)")
@@ -171,7 +173,7 @@ func run(ctx context.Context, o options) (err error) {
 		if o.profile != "" {
 			stopProfile = crdl.startProfile(ctx, o.profileFor, filepath.Join(o.profile, fmt.Sprintf("cradle-%d.pprof", size)))
 		}
-		cells, err := measureSize(ctx, size, o.calls, o.block, crdl, ctrd)
+		cells, err := measureSize(ctx, size, o.calls, o.block, o.budget, crdl, ctrd)
 		if perr := stopProfile(); perr != nil {
 			fmt.Fprintf(os.Stderr, "profile: %v\n", perr)
 		}
@@ -179,6 +181,9 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		results = append(results, cells...)
+		// Each size's rows as soon as they are measured: a long run
+		// interrupted still leaves them.
+		printReport(os.Stderr, cells, o)
 	}
 	printReport(os.Stdout, results, o)
 	fmt.Printf("load average at the end %s (other work on the machine widens the spread; the ratios are of the same run)\n", benchkit.LoadAverage())
@@ -196,6 +201,7 @@ func printHeader(o options, cradleBin string) {
 	fmt.Printf("           each pod with a cgroup_parent of its own (/bench-lists-<pid>-<runtime>/<pod>), as kubelet's pod<uid>\n")
 	fmt.Printf("method     k8s.io/cri-client as kubelet uses it (Stream* through its streaming mode: containerd 1.6 answers\n")
 	fmt.Printf("           Unimplemented and the client falls back to List*, as kubelet does); %d timed calls per runtime and\n", o.calls)
-	fmt.Printf("           variant after one untimed; server = cradle's own time per call (debug endpoint, gRPC stats handler)\n")
+	fmt.Printf("           variant after one untimed (fewer, at least %d, once a runtime has spent %v in the variant);\n", minCalls, o.budget)
+	fmt.Printf("           server = cradle's own time per call (debug endpoint, gRPC stats handler)\n")
 	fmt.Printf("targets    cradle/containerd p50 and p99 <= %.2f above %d containers, <= %.2f at %d and below\n\n", o.target, o.smallSize, o.targetSmall, o.smallSize)
 }

@@ -120,9 +120,16 @@ type cell struct {
 	hasServer bool
 }
 
+// minCalls is the fewest timed calls per runtime and cell, whatever the
+// budget: p99 is then the largest but one.
+const minCalls = 40
+
 // measureSize measures every variant at the current size: calls per
-// runtime in alternating blocks, after one untimed call each.
-func measureSize(ctx context.Context, size, calls, block int, crdl, ctrd *side) ([]cell, error) {
+// runtime in alternating blocks, after one untimed call each. A cell ends
+// early, with both runtimes at the same count (at least minCalls), once
+// either has spent budget in it: containerd's pod stats take seconds a call
+// at 110 pods on a loaded machine.
+func measureSize(ctx context.Context, size, calls, block int, budget time.Duration, crdl, ctrd *side) ([]cell, error) {
 	var out []cell
 	for _, v := range variants {
 		c := cell{size: size, v: v}
@@ -146,7 +153,11 @@ func measureSize(ctx context.Context, size, calls, block int, crdl, ctrd *side) 
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cradle server times: %v\n", err)
 		}
+		var spent [2]time.Duration
 		for i := 0; i*block < calls; i++ {
+			if i*block >= minCalls && (spent[0] > budget || spent[1] > budget) {
+				break
+			}
 			sides := []*side{crdl, ctrd}
 			if i%2 == 1 {
 				sides = []*side{ctrd, crdl}
@@ -165,13 +176,15 @@ func measureSize(ctx context.Context, size, calls, block int, crdl, ctrd *side) 
 					}
 					if s == crdl {
 						c.crdl, c.items[0] = append(c.crdl, d), n
+						spent[0] += d
 					} else {
 						c.ctrd, c.items[1] = append(c.ctrd, d), n
+						spent[1] += d
 					}
 				}
 			}
 		}
-		fmt.Fprintf(os.Stderr, "  %d %s (%s): cradle p50 %s, containerd p50 %s\n", size, v.label(), v.filter,
+		fmt.Fprintf(os.Stderr, "  %d %s (%s): %d calls, cradle p50 %s, containerd p50 %s\n", size, v.label(), v.filter, len(c.crdl),
 			benchkit.FormatMs(benchkit.Percentile(c.crdl, 50)), benchkit.FormatMs(benchkit.Percentile(c.ctrd, 50)))
 		if before != nil {
 			after, err := crdl.serverTimes(ctx)
