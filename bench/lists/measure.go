@@ -9,6 +9,7 @@ import (
 	"github.com/cradle-runtime/cradle/bench/internal/benchkit"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -18,7 +19,7 @@ type variant struct {
 	rpc, filter string
 	stream      bool // through the streaming client
 	// call makes the call for the i-th time and returns the items.
-	call func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (int, error)
+	call func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (answer, error)
 }
 
 // method is the full gRPC method cradle serves the variant with.
@@ -50,50 +51,79 @@ func (s *side) podOf(i int) *pod { return &s.pods[i%len(s.pods)] }
 // the garbage collector and the sync loop (by state, by pod, by the pod's
 // UID label), the stats provider (everything, and by pod).
 var baseVariants = []variant{
-	{rpc: "Version", filter: "-", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "Version", filter: "-", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		_, err := rt.Version(ctx, "v1")
-		return 0, err
+		return answer{}, err
 	}},
-	{rpc: "ListPodSandbox", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "ListPodSandbox", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		l, err := rt.ListPodSandbox(ctx, nil)
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListPodSandbox", filter: "state=ready", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "ListPodSandbox", filter: "state=ready", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		l, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}})
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListPodSandbox", filter: "label", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (int, error) {
+	{rpc: "ListPodSandbox", filter: "label", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (answer, error) {
 		l, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"io.kubernetes.pod.name": s.podOf(i).name}})
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListContainers", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "ListContainers", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		l, err := rt.ListContainers(ctx, nil)
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListContainers", filter: "state=running", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "ListContainers", filter: "state=running", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		l, err := rt.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListContainers", filter: "pod", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (int, error) {
+	{rpc: "ListContainers", filter: "pod", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (answer, error) {
 		l, err := rt.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: s.podOf(i).id})
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListContainerStats", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "ListContainerStats", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		l, err := rt.ListContainerStats(ctx, nil)
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListContainerStats", filter: "pod", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (int, error) {
+	{rpc: "ListContainerStats", filter: "pod", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (answer, error) {
 		l, err := rt.ListContainerStats(ctx, &runtimeapi.ContainerStatsFilter{PodSandboxId: s.podOf(i).id})
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListPodSandboxStats", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (int, error) {
+	{rpc: "ListPodSandboxStats", filter: "none", call: func(ctx context.Context, rt internalapi.RuntimeService, _ *side, _ int) (answer, error) {
 		l, err := rt.ListPodSandboxStats(ctx, nil)
-		return len(l), err
+		return answerOf(l), err
 	}},
-	{rpc: "ListPodSandboxStats", filter: "id", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (int, error) {
+	{rpc: "ListPodSandboxStats", filter: "id", call: func(ctx context.Context, rt internalapi.RuntimeService, s *side, i int) (answer, error) {
 		l, err := rt.ListPodSandboxStats(ctx, &runtimeapi.PodSandboxStatsFilter{Id: s.podOf(i).id})
-		return len(l), err
+		return answerOf(l), err
 	}},
+}
+
+// answer is what a call listed: how many items, and (computed only when
+// asked, outside the timed call) how many bytes they encode to and how
+// long the client takes to decode them: a share of every call's time that
+// no server can take away.
+type answer struct {
+	n     int
+	bytes func() (int, time.Duration)
+}
+
+func answerOf[T proto.Message](items []T) answer {
+	return answer{n: len(items), bytes: func() (int, time.Duration) {
+		encoded := make([][]byte, len(items))
+		n := 0
+		for i, it := range items {
+			encoded[i], _ = proto.Marshal(it)
+			n += len(encoded[i])
+		}
+		var ds []time.Duration
+		for range 5 {
+			t0 := time.Now()
+			for i, b := range encoded {
+				_ = proto.Unmarshal(b, items[i].ProtoReflect().New().Interface())
+			}
+			ds = append(ds, time.Since(t0))
+		}
+		return n, benchkit.Percentile(ds, 50)
+	}}
 }
 
 // variants are the base ones, then each list call again in streaming mode.
@@ -114,8 +144,10 @@ type cell struct {
 	v         variant
 	crdl      []time.Duration
 	ctrd      []time.Duration
-	ctrdErr   string // containerd cannot answer: why
-	items     [2]int // what the last call returned: cradle, containerd
+	ctrdErr   string           // containerd cannot answer: why
+	items     [2]int           // what the last call returned: cradle, containerd
+	bytes     [2]int           // their encoded size
+	decode    [2]time.Duration // the client's time to decode them
 	server    serverTimes
 	hasServer bool
 }
@@ -169,17 +201,24 @@ func measureSize(ctx context.Context, size, calls, block int, budget time.Durati
 				rt := clientOf(s)
 				for j := range min(block, calls-i*block) {
 					t0 := time.Now()
-					n, err := v.call(ctx, rt, s, i*block+j)
+					a, err := v.call(ctx, rt, s, i*block+j)
 					d := time.Since(t0)
 					if err != nil {
 						return nil, s.d.Explain(fmt.Errorf("%s %s (%s): %w", s.name, v.label(), v.filter, err))
 					}
-					if s == crdl {
-						c.crdl, c.items[0] = append(c.crdl, d), n
-						spent[0] += d
+					k := 0
+					if s == ctrd {
+						k = 1
+					}
+					if j == 0 && i < 2 && a.bytes != nil {
+						c.bytes[k], c.decode[k] = a.bytes()
+					}
+					c.items[k] = a.n
+					spent[k] += d
+					if k == 0 {
+						c.crdl = append(c.crdl, d)
 					} else {
-						c.ctrd, c.items[1] = append(c.ctrd, d), n
-						spent[1] += d
+						c.ctrd = append(c.ctrd, d)
 					}
 				}
 			}

@@ -11,7 +11,7 @@ import (
 // printReport prints one row per size and variant, then the verdicts.
 func printReport(w io.Writer, cells []cell, o options) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tcall\tfilter\titems c/d\tcradle p50\tp99\tcontainerd p50\tp99\tratio p50\tp99\tcradle server p50\tp99\tverdict\t")
+	fmt.Fprintln(tw, "size\tcall\tfilter\titems c/d\tKiB c/d\tdecode c/d\tcradle p50\tp99\tcontainerd p50\tp99\tratio p50\tp99\tcradle server p50\tp99\tverdict\t")
 	pass, miss := 0, 0
 	for _, c := range cells {
 		p50, p99 := c.ratios()
@@ -21,9 +21,10 @@ func printReport(w io.Writer, cells []cell, o options) {
 		}
 		ctrd := benchkit.FormatMs(benchkit.Percentile(c.ctrd, 50)) + "\t" + benchkit.FormatMs(benchkit.Percentile(c.ctrd, 99))
 		ratio := fmt.Sprintf("%.2f\t%.2f", p50, p99)
-		items := fmt.Sprintf("%d/%d", c.items[0], c.items[1])
+		items := fmt.Sprintf("%d/%d\t%.1f/%.1f\t%s/%s", c.items[0], c.items[1], float64(c.bytes[0])/1024, float64(c.bytes[1])/1024,
+			benchkit.FormatMs(c.decode[0]), benchkit.FormatMs(c.decode[1]))
 		if c.ctrdErr != "" {
-			ctrd, ratio, items = c.ctrdErr+"\t-", "-\t-", fmt.Sprintf("%d/-", c.items[0])
+			ctrd, ratio, items = c.ctrdErr+"\t-", "-\t-", fmt.Sprintf("%d/-\t%.1f/-\t%s/-", c.items[0], float64(c.bytes[0])/1024, benchkit.FormatMs(c.decode[0]))
 		}
 		verdict := ""
 		if c.v.rpc != "Version" && c.ctrdErr == "" {
@@ -45,5 +46,5 @@ func printReport(w io.Writer, cells []cell, o options) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ntargets: %d PASS, %d MISS (Version: the round-trip floor, no target; Stream* rows compare with containerd's\n", pass, miss)
-	fmt.Fprintf(w, "List* fallback, what kubelet gets from containerd 1.6)\n")
+	fmt.Fprintf(w, "List* fallback, what kubelet gets from containerd 1.6; decode = the client's own time to decode the items, in every call)\n")
 }
