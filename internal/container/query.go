@@ -95,10 +95,18 @@ func (m *Manager) List(f Filter) []Container {
 	m.mu.RUnlock()
 	out := make([]Container, 0, len(cs))
 	for _, c := range cs {
-		v := c.view()
-		if v.State == Removing || (f.State != nil && v.State != *f.State) ||
-			(f.SandboxID != "" && v.SandboxID != f.SandboxID) || !labelsMatch(v.Config.GetLabels(), f.Labels) {
+		// The filter first, on the record's fields: a filtered list (one
+		// pod's containers) copies only what it returns.
+		c.mu.Lock()
+		st, sb := c.rec.State, c.rec.SandboxID
+		c.mu.Unlock()
+		if st == Removing || (f.State != nil && st != *f.State) ||
+			(f.SandboxID != "" && sb != f.SandboxID) || !labelsMatch(c.cfg.GetLabels(), f.Labels) {
 			continue
+		}
+		v := c.view()
+		if v.State == Removing || (f.State != nil && v.State != *f.State) {
+			continue // changed in between
 		}
 		out = append(out, v)
 	}

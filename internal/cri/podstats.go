@@ -106,7 +106,12 @@ func (s *Server) podSandboxStatsItems(rpc string, rf *runtimeapi.PodSandboxStats
 		return items, nil
 	}
 	pods := s.pods.ListShared(f)
-	byPod := containersByPod(s.containers.List(container.Filter{}))
+	var byPod map[string][]container.Container
+	if len(pods) == 1 { // kubelet asks pod by pod too: list only its containers
+		byPod = map[string][]container.Container{pods[0].ID: s.containers.List(container.Filter{SandboxID: pods[0].ID})}
+	} else {
+		byPod = containersByPod(s.containers.List(container.Filter{}))
+	}
 	var out rawItems
 	for _, sb := range pods {
 		st, err := s.podStats(sb, byPod[sb.ID])
