@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -121,7 +122,20 @@ type Manager struct {
 	hook func(step string) error
 
 	usage usageCache // FsUsage
+
+	// gen counts changes to the containers List shows (a record changed,
+	// a container added or dropped); see Generation.
+	gen atomic.Uint64
 }
+
+// Generation changes after every change List could show. Read it before
+// listing: a list taken after Generation returned g shows every change
+// made before g, so what was built from it is stale once Generation
+// differs from g. The CRI layer caches encoded list responses on it.
+func (m *Manager) Generation() uint64 { return m.gen.Load() }
+
+// changed ends a change, once it is visible to List and Status.
+func (m *Manager) changed() { m.gen.Add(1) }
 
 var errCrash = errors.New("simulated crash")
 

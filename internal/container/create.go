@@ -272,10 +272,12 @@ func (m *Manager) create(ctx context.Context, req *request) (id string, err erro
 	crashpoint.Hit(crashpoint.CreateCreated)
 	c.mu.Lock()
 	c.spec = s
+	c.ver = m.gen.Add(1)
 	c.mu.Unlock()
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	m.changed()
 	releaseSync()
 	m.emit(events.Created, c)
 	if m.cfg.NRI != nil {

@@ -331,6 +331,7 @@ func (m *Manager) finishRemove(ctx context.Context, c *ctr) error {
 	m.mu.Lock()
 	delete(m.containers, c.rec.ID)
 	m.mu.Unlock()
+	m.changed()
 	m.releaseName(nameKey(c.rec.SandboxID, c.rec.Name), c.rec.ID)
 	m.emit(events.Deleted, c)
 	if m.cfg.NRI != nil {

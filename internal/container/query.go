@@ -39,12 +39,18 @@ type Container struct {
 	Resources *runtimeapi.LinuxContainerResources
 
 	imageVolumes []imageVolume
+
+	// Version changes whenever the container does, and no two versions of
+	// the manager's containers are equal: a cache of what the container
+	// answers (the CRI layer's encoded list items) is fresh while it holds.
+	Version uint64
 }
 
 func (c *ctr) view() Container {
 	c.mu.Lock()
 	r := c.rec
 	res := c.resourcesLocked()
+	ver := c.ver
 	c.mu.Unlock()
 	return Container{
 		ID: r.ID, SandboxID: r.SandboxID, Name: r.Name, Handler: r.Handler, Config: c.cfg,
@@ -52,7 +58,7 @@ func (c *ctr) view() Container {
 		ExitCode: r.ExitCode, Reason: r.Reason, Message: r.Message,
 		ImageRef: r.ImageID.String(), ImageName: r.ImageName, LogPath: r.LogPath, User: r.User,
 		StopSignal: reportedStopSignal(c.cfg.GetStopSignal(), r.StopSignal),
-		Resources:  res, imageVolumes: r.ImageVolumes,
+		Resources:  res, imageVolumes: r.ImageVolumes, Version: ver,
 	}
 }
 
@@ -89,10 +95,18 @@ func (m *Manager) List(f Filter) []Container {
 	m.mu.RUnlock()
 	out := make([]Container, 0, len(cs))
 	for _, c := range cs {
-		v := c.view()
-		if v.State == Removing || (f.State != nil && v.State != *f.State) ||
-			(f.SandboxID != "" && v.SandboxID != f.SandboxID) || !labelsMatch(v.Config.GetLabels(), f.Labels) {
+		// The filter first, on the record's fields: a filtered list (one
+		// pod's containers) copies only what it returns.
+		c.mu.Lock()
+		st, sb := c.rec.State, c.rec.SandboxID
+		c.mu.Unlock()
+		if st == Removing || (f.State != nil && st != *f.State) ||
+			(f.SandboxID != "" && sb != f.SandboxID) || !labelsMatch(c.cfg.GetLabels(), f.Labels) {
 			continue
+		}
+		v := c.view()
+		if v.State == Removing || (f.State != nil && v.State != *f.State) {
+			continue // changed in between
 		}
 		out = append(out, v)
 	}

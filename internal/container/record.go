@@ -120,8 +120,9 @@ type ctr struct {
 
 	// saving orders record writes: the last change made is the last written.
 	saving  sync.Mutex
-	mu      sync.Mutex // guards rec and exited
+	mu      sync.Mutex // guards rec, ver and exited
 	rec     record
+	ver     uint64                              // Container.Version: set from Manager.gen at each change of rec
 	cfg     *runtimeapi.ContainerConfig         // decoded rec.Config, read-only
 	exited  chan struct{}                       // closed once the exit is recorded; nil before start
 	watched bool                                // an exit watch runs (watch); guarded by mu
@@ -240,7 +241,9 @@ func (m *Manager) change(c *ctr, fn func(*record), durable bool) error {
 	defer c.saving.Unlock()
 	c.mu.Lock()
 	fn(&c.rec)
+	c.ver = m.gen.Add(1)
 	rec := c.rec
 	c.mu.Unlock()
+	m.changed()
 	return write(m.dir(rec.ID), &rec, durable)
 }

@@ -113,10 +113,12 @@ func (m *Manager) load(id string) func(ctx context.Context) {
 	if rec.State != Exited {
 		c.recovered = make(chan struct{})
 	}
+	c.ver = m.gen.Add(1) // not yet shared
 	m.mu.Lock()
 	m.containers[id] = c
 	m.names[nameKey(c.rec.SandboxID, c.rec.Name)] = doneReservation(c.rec.ConfigHash, id)
 	m.mu.Unlock()
+	m.changed()
 	if rec.State == Exited {
 		return nil
 	}

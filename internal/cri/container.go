@@ -10,6 +10,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/container"
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/opencontainers/go-digest"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -105,13 +106,23 @@ func (s *Server) ContainerStatus(_ context.Context, req *runtimeapi.ContainerSta
 	return resp, nil
 }
 
-// ListContainers answers from memory.
+// ListContainers answers from memory, with bytes encoded before where
+// nothing changed (listcache.go).
 func (s *Server) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	if err := s.containersEnabled("ListContainers"); err != nil {
+	items, err := s.containerItems("ListContainers", req.GetFilter())
+	if err != nil {
 		return nil, err
 	}
+	return withItems(&runtimeapi.ListContainersResponse{}, items), nil
+}
+
+// containerItems are ListContainers' items, encoded.
+func (s *Server) containerItems(rpc string, rf *runtimeapi.ContainerFilter) (rawItems, error) {
+	if err := s.containersEnabled(rpc); err != nil {
+		return rawItems{}, err
+	}
 	f := container.Filter{}
-	if rf := req.GetFilter(); rf != nil {
+	if rf != nil {
 		f.ID, f.SandboxID, f.Labels = rf.Id, rf.PodSandboxId, rf.LabelSelector
 		if st := rf.GetState(); st != nil {
 			var want container.State
@@ -123,21 +134,55 @@ func (s *Server) ListContainers(_ context.Context, req *runtimeapi.ListContainer
 			case runtimeapi.ContainerState_CONTAINER_EXITED:
 				want = container.Exited
 			case runtimeapi.ContainerState_CONTAINER_UNKNOWN:
-				return &runtimeapi.ListContainersResponse{}, nil
+				return rawItems{}, nil
 			default:
-				return nil, errdefs.InvalidArgument("ListContainers: unknown state filter %d", st.State)
+				return rawItems{}, errdefs.InvalidArgument("%s: unknown state filter %d", rpc, st.State)
 			}
 			f.State = &want
 		}
 	}
-	cs := s.containers.List(f)
-	resp := &runtimeapi.ListContainersResponse{Containers: make([]*runtimeapi.Container, 0, len(cs))}
-	for i := range cs {
-		c := cs[i].CRI()
-		c.ImageRef = s.imageRef(&cs[i])
-		resp.Containers = append(resp.Containers, c)
+	key, err := filterKey(rf)
+	if err != nil {
+		return rawItems{}, err
 	}
-	return resp, nil
+	gens := [3]uint64{s.containers.Generation()}
+	if items, ok := s.lists.containers.get(key, gens, s.imageRefsHold); ok {
+		return items, nil
+	}
+	cs := s.containers.List(f)
+	refs := map[string]string{} // image ID → reference, once per call
+	refOf := func(c *container.Container) string {
+		r, ok := refs[c.ImageRef]
+		if !ok {
+			r = s.imageRefOf(c.ImageRef)
+			refs[c.ImageRef] = r
+		}
+		return r
+	}
+	all := f.ID == "" && f.SandboxID == "" && f.State == nil && len(f.Labels) == 0
+	items, err := s.lists.ctrItems.assemble(len(cs), all,
+		func(i int) (string, itemKey) { return cs[i].ID, itemKey{ver: cs[i].Version, ref: refOf(&cs[i])} },
+		func(i int) proto.Message {
+			c := cs[i].CRI()
+			c.ImageRef = refOf(&cs[i])
+			return c
+		})
+	if err != nil {
+		return rawItems{}, err
+	}
+	s.lists.containers.put(key, respKey{gens: gens, refs: sortedRefs(refs)}, items)
+	return items, nil
+}
+
+// imageRefsHold tells whether each image ID still has the reference a
+// cached answer showed for it.
+func (s *Server) imageRefsHold(refs []imageRefPair) bool {
+	for _, p := range refs {
+		if s.imageRefOf(p.id) != p.ref {
+			return false
+		}
+	}
+	return true
 }
 
 // ExecSync runs a command in a container and returns its output (capped at
@@ -182,11 +227,14 @@ func seconds(n int64) time.Duration {
 
 // imageRef is the digested reference of the container's image when one is
 // known (what containerd reports), else its ID.
-func (s *Server) imageRef(c *container.Container) string {
-	if d, err := digest.Parse(c.ImageRef); err == nil {
+func (s *Server) imageRef(c *container.Container) string { return s.imageRefOf(c.ImageRef) }
+
+// imageRefOf is imageRef by image ID.
+func (s *Server) imageRefOf(id string) string {
+	if d, err := digest.Parse(id); err == nil {
 		if digests := s.images.RepoDigests(d); len(digests) > 0 {
 			return digests[0]
 		}
 	}
-	return c.ImageRef
+	return id
 }

@@ -3,6 +3,8 @@ package cri
 import (
 	"context"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/cni"
@@ -81,27 +83,57 @@ func (s *Server) PodSandboxStats(_ context.Context, req *runtimeapi.PodSandboxSt
 
 // ListPodSandboxStats answers for the pods the filter selects (an ID or a
 // prefix of one, and labels, as ListPodSandbox). A pod whose sampling
-// fails is left out, as in ListContainerStats.
+// fails is left out, as in ListContainerStats. The answer is encoded again
+// only when a pod, a container or a sample changed (listcache.go).
 func (s *Server) ListPodSandboxStats(_ context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
-	if err := s.podStatsEnabled("ListPodSandboxStats"); err != nil {
+	items, err := s.podSandboxStatsItems("ListPodSandboxStats", req.GetFilter())
+	if err != nil {
 		return nil, err
 	}
+	return withItems(&runtimeapi.ListPodSandboxStatsResponse{}, items), nil
+}
+
+// podSandboxStatsItems are ListPodSandboxStats' items, encoded.
+func (s *Server) podSandboxStatsItems(rpc string, rf *runtimeapi.PodSandboxStatsFilter) (rawItems, error) {
+	if err := s.podStatsEnabled(rpc); err != nil {
+		return rawItems{}, err
+	}
 	f := sandbox.Filter{}
-	if rf := req.GetFilter(); rf != nil {
+	if rf != nil {
 		f.ID, f.LabelSelector = rf.Id, rf.LabelSelector
 	}
-	pods := s.pods.List(f)
-	byPod := containersByPod(s.containers.List(container.Filter{}))
-	resp := &runtimeapi.ListPodSandboxStatsResponse{Stats: make([]*runtimeapi.PodSandboxStats, 0, len(pods))}
-	for i := range pods {
-		st, err := s.podStats(&pods[i], byPod[pods[i].ID])
+	key, err := filterKey(rf)
+	if err != nil {
+		return rawItems{}, err
+	}
+	gens := [3]uint64{s.pods.Generation(), s.containers.Generation(), s.stats.c.Generation()}
+	if items, ok := s.lists.podStats.get(key, gens, nil); ok {
+		return items, nil
+	}
+	pods := s.pods.ListShared(f)
+	var byPod map[string][]container.Container
+	if len(pods) == 1 { // kubelet asks pod by pod too: list only its containers
+		byPod = map[string][]container.Container{pods[0].ID: s.containers.List(container.Filter{SandboxID: pods[0].ID})}
+	} else {
+		byPod = containersByPod(s.containers.List(container.Filter{}))
+	}
+	var out rawItems
+	for _, sb := range pods {
+		st, err := s.podStats(sb, byPod[sb.ID])
 		if err != nil {
-			s.log.Warn("pod stats unavailable", "id", pods[i].ID, "err", err)
+			s.log.Warn("pod stats unavailable", "id", sb.ID, "err", err)
 			continue
 		}
-		resp.Stats = append(resp.Stats, st)
+		b, err := proto.Marshal(st)
+		if err != nil {
+			return rawItems{}, err
+		}
+		out.buf = protowire.AppendTag(out.buf, 1, protowire.BytesType)
+		out.buf = protowire.AppendBytes(out.buf, b)
+		out.ends = append(out.ends, len(out.buf))
 	}
-	return resp, nil
+	s.lists.podStats.put(key, respKey{gens: gens}, out)
+	return out, nil
 }
 
 func (s *Server) podStats(sb *sandbox.Sandbox, cs []container.Container) (*runtimeapi.PodSandboxStats, error) {

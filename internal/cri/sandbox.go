@@ -8,6 +8,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 	"github.com/cradle-runtime/cradle/internal/sandbox"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -109,13 +110,23 @@ func (s *Server) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxS
 	return resp, nil
 }
 
-// ListPodSandbox answers from memory.
+// ListPodSandbox answers from memory, with bytes encoded before where
+// nothing changed (listcache.go).
 func (s *Server) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	items, err := s.podSandboxItems("ListPodSandbox", req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return withItems(&runtimeapi.ListPodSandboxResponse{}, items), nil
+}
+
+// podSandboxItems are ListPodSandbox's items, encoded.
+func (s *Server) podSandboxItems(rpc string, rf *runtimeapi.PodSandboxFilter) (rawItems, error) {
 	if s.pods == nil {
-		return nil, errdefs.New(errdefs.ErrUnimplemented, "ListPodSandbox: pods are not enabled in this daemon")
+		return rawItems{}, errdefs.New(errdefs.ErrUnimplemented, "%s: pods are not enabled in this daemon", rpc)
 	}
 	f := sandbox.Filter{}
-	if rf := req.GetFilter(); rf != nil {
+	if rf != nil {
 		f.ID = rf.Id
 		f.LabelSelector = rf.LabelSelector
 		if st := rf.GetState(); st != nil {
@@ -125,25 +136,40 @@ func (s *Server) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandbo
 			case runtimeapi.PodSandboxState_SANDBOX_NOTREADY:
 				f.State = sandbox.NotReady
 			default:
-				return nil, errdefs.InvalidArgument("ListPodSandbox: unknown state filter %d", st.State)
+				return rawItems{}, errdefs.InvalidArgument("%s: unknown state filter %d", rpc, st.State)
 			}
 		}
 	}
-	pods := s.pods.List(f)
-	resp := &runtimeapi.ListPodSandboxResponse{Items: make([]*runtimeapi.PodSandbox, 0, len(pods))}
-	for i := range pods {
-		sb := &pods[i]
-		resp.Items = append(resp.Items, &runtimeapi.PodSandbox{
-			Id:             sb.ID,
-			Metadata:       sb.Metadata(),
-			State:          sb.State.CRI(),
-			CreatedAt:      sb.CreatedAt.UnixNano(),
-			Labels:         sb.Labels(),
-			Annotations:    sb.Annotations(),
-			RuntimeHandler: sb.Handler,
-		})
+	key, err := filterKey(rf)
+	if err != nil {
+		return rawItems{}, err
 	}
-	return resp, nil
+	gens := [3]uint64{s.pods.Generation()}
+	if items, ok := s.lists.pods.get(key, gens, nil); ok {
+		return items, nil
+	}
+	pods := s.pods.ListShared(f)
+	all := f.ID == "" && f.State == "" && len(f.LabelSelector) == 0
+	items, err := s.lists.podItems.assemble(len(pods), all,
+		func(i int) (string, itemKey) { return pods[i].ID, itemKey{ver: pods[i].Version} },
+		func(i int) proto.Message { return criPodSandbox(pods[i]) })
+	if err != nil {
+		return rawItems{}, err
+	}
+	s.lists.pods.put(key, respKey{gens: gens}, items)
+	return items, nil
+}
+
+func criPodSandbox(sb *sandbox.Sandbox) *runtimeapi.PodSandbox {
+	return &runtimeapi.PodSandbox{
+		Id:             sb.ID,
+		Metadata:       sb.Metadata(),
+		State:          sb.State.CRI(),
+		CreatedAt:      sb.CreatedAt.UnixNano(),
+		Labels:         sb.Labels(),
+		Annotations:    sb.Annotations(),
+		RuntimeHandler: sb.Handler,
+	}
 }
 
 func toCRISandboxStatus(sb *sandbox.Sandbox) *runtimeapi.PodSandboxStatus {

@@ -59,6 +59,8 @@ type Server struct {
 
 	ctrFsOnce sync.Once
 	ctrFs     string // containerFsMount's answer
+
+	lists listCaches // encoded list answers (listcache.go)
 }
 
 // New returns a CRI server over the domain services.

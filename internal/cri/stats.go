@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cradle-runtime/cradle/internal/container"
@@ -115,26 +116,60 @@ func (s *Server) ContainerStats(_ context.Context, req *runtimeapi.ContainerStat
 
 // ListContainerStats answers for the containers the filter selects.
 // Containers whose sampling fails are left out rather than failing the
-// whole list: one odd container must not blind kubelet to the rest.
+// whole list: one odd container must not blind kubelet to the rest. The
+// samples are the collector's (at most its interval old); the answer is
+// encoded again only when a container or a sample changed (listcache.go).
 func (s *Server) ListContainerStats(_ context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
-	if err := s.statsEnabled("ListContainerStats"); err != nil {
+	items, err := s.containerStatsItems("ListContainerStats", req.GetFilter())
+	if err != nil {
 		return nil, err
 	}
+	return withItems(&runtimeapi.ListContainerStatsResponse{}, items), nil
+}
+
+// containerStatsItems are ListContainerStats' items, encoded.
+func (s *Server) containerStatsItems(rpc string, rf *runtimeapi.ContainerStatsFilter) (rawItems, error) {
+	if err := s.statsEnabled(rpc); err != nil {
+		return rawItems{}, err
+	}
 	f := container.Filter{}
-	if rf := req.GetFilter(); rf != nil {
+	if rf != nil {
 		f.ID, f.SandboxID, f.Labels = rf.Id, rf.PodSandboxId, rf.LabelSelector
 	}
+	key, err := filterKey(rf)
+	if err != nil {
+		return rawItems{}, err
+	}
+	// The collector's generation comes after the containers': a sample
+	// taken for a container listed here is newer than the list.
+	gens := [3]uint64{s.containers.Generation(), s.stats.c.Generation()}
+	if items, ok := s.lists.ctrStats.get(key, gens, nil); ok {
+		return items, nil
+	}
 	cs := s.containers.List(f)
-	resp := &runtimeapi.ListContainerStatsResponse{Stats: make([]*runtimeapi.ContainerStats, 0, len(cs))}
+	smps := make([]stats.Sample, 0, len(cs))
+	kept := cs[:0]
 	for i := range cs {
-		st, err := s.containerStats(&cs[i])
+		smp, err := s.stats.c.Get(s.stats.targets.target(cs[i].ID))
 		if err != nil {
 			s.log.Warn("container stats unavailable", "id", cs[i].ID, "err", err)
 			continue
 		}
-		resp.Stats = append(resp.Stats, st)
+		kept = append(kept, cs[i])
+		smps = append(smps, smp)
 	}
-	return resp, nil
+	all := f.ID == "" && f.SandboxID == "" && len(f.Labels) == 0
+	fsMount := s.containerFsMount()
+	items, err := s.lists.ctrStatItems.assemble(len(kept), all,
+		func(i int) (string, itemKey) {
+			return kept[i].ID, itemKey{ver: kept[i].Version, t1: uint64(smps[i].Timestamp.UnixNano()), t2: uint64(smps[i].FsTimestamp.UnixNano())}
+		},
+		func(i int) proto.Message { return criStats(&kept[i], &smps[i], fsMount) })
+	if err != nil {
+		return rawItems{}, err
+	}
+	s.lists.ctrStats.put(key, respKey{gens: gens}, items)
+	return items, nil
 }
 
 func (s *Server) containerStats(c *container.Container) (*runtimeapi.ContainerStats, error) {

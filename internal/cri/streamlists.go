@@ -20,45 +20,45 @@ const maxStreamMessage = MaxMsgSize
 
 // StreamPodSandboxes is ListPodSandbox in chunks.
 func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, ss grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
-	resp, err := s.ListPodSandbox(ss.Context(), &runtimeapi.ListPodSandboxRequest{Filter: req.GetFilter()})
+	items, err := s.podSandboxItems("StreamPodSandboxes", req.GetFilter())
 	if err != nil {
 		return err
 	}
-	return sendChunks(resp.GetItems(), maxStreamMessage, func(c []*runtimeapi.PodSandbox) error {
-		return ss.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: c})
+	return sendRawChunks(items, maxStreamMessage, func(c rawItems) error {
+		return ss.Send(withItems(&runtimeapi.StreamPodSandboxesResponse{}, c))
 	})
 }
 
 // StreamContainers is ListContainers in chunks.
 func (s *Server) StreamContainers(req *runtimeapi.StreamContainersRequest, ss grpc.ServerStreamingServer[runtimeapi.StreamContainersResponse]) error {
-	resp, err := s.ListContainers(ss.Context(), &runtimeapi.ListContainersRequest{Filter: req.GetFilter()})
+	items, err := s.containerItems("StreamContainers", req.GetFilter())
 	if err != nil {
 		return err
 	}
-	return sendChunks(resp.GetContainers(), maxStreamMessage, func(c []*runtimeapi.Container) error {
-		return ss.Send(&runtimeapi.StreamContainersResponse{Containers: c})
+	return sendRawChunks(items, maxStreamMessage, func(c rawItems) error {
+		return ss.Send(withItems(&runtimeapi.StreamContainersResponse{}, c))
 	})
 }
 
 // StreamContainerStats is ListContainerStats in chunks.
 func (s *Server) StreamContainerStats(req *runtimeapi.StreamContainerStatsRequest, ss grpc.ServerStreamingServer[runtimeapi.StreamContainerStatsResponse]) error {
-	resp, err := s.ListContainerStats(ss.Context(), &runtimeapi.ListContainerStatsRequest{Filter: req.GetFilter()})
+	items, err := s.containerStatsItems("StreamContainerStats", req.GetFilter())
 	if err != nil {
 		return err
 	}
-	return sendChunks(resp.GetStats(), maxStreamMessage, func(c []*runtimeapi.ContainerStats) error {
-		return ss.Send(&runtimeapi.StreamContainerStatsResponse{ContainerStats: c})
+	return sendRawChunks(items, maxStreamMessage, func(c rawItems) error {
+		return ss.Send(withItems(&runtimeapi.StreamContainerStatsResponse{}, c))
 	})
 }
 
 // StreamPodSandboxStats is ListPodSandboxStats in chunks.
 func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequest, ss grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxStatsResponse]) error {
-	resp, err := s.ListPodSandboxStats(ss.Context(), &runtimeapi.ListPodSandboxStatsRequest{Filter: req.GetFilter()})
+	items, err := s.podSandboxStatsItems("StreamPodSandboxStats", req.GetFilter())
 	if err != nil {
 		return err
 	}
-	return sendChunks(resp.GetStats(), maxStreamMessage, func(c []*runtimeapi.PodSandboxStats) error {
-		return ss.Send(&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: c})
+	return sendRawChunks(items, maxStreamMessage, func(c rawItems) error {
+		return ss.Send(withItems(&runtimeapi.StreamPodSandboxStatsResponse{}, c))
 	})
 }
 
@@ -112,4 +112,38 @@ func sendChunks[T proto.Message](items []T, limit int, send func([]T) error) err
 		return send(items[start:])
 	}
 	return nil
+}
+
+// sendRawChunks is sendChunks for encoded items (listcache.go): each chunk
+// is a run of whole items of at most limit bytes, sent as is.
+func sendRawChunks(items rawItems, limit int, send func(rawItems) error) error {
+	for i := range items.len() {
+		if n := len(items.item(i)); n > limit {
+			return errdefs.New(errdefs.ErrResourceExhausted,
+				"item %d of the list encodes to %d bytes, over the %d-byte message limit", i, n, limit)
+		}
+	}
+	first, start := 0, 0 // first item of the chunk, and where it starts in buf
+	for i, end := range items.ends {
+		if end-start > limit {
+			// Item i does not fit: the chunk ends before it.
+			if err := send(rawItems{buf: items.buf[start:items.ends[i-1]], ends: offsets(items.ends[first:i], start)}); err != nil {
+				return err
+			}
+			first, start = i, items.ends[i-1]
+		}
+	}
+	if first < items.len() {
+		return send(rawItems{buf: items.buf[start:], ends: offsets(items.ends[first:], start)})
+	}
+	return nil
+}
+
+// offsets shifts ends back by start, for a chunk of a longer buffer.
+func offsets(ends []int, start int) []int {
+	out := make([]int, len(ends))
+	for i, e := range ends {
+		out[i] = e - start
+	}
+	return out
 }

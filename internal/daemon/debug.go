@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/cradle-runtime/cradle/internal/cri"
 )
 
 // DebugAddrEnv names the environment variable that makes the daemon serve
@@ -38,8 +40,10 @@ func debugListen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// serveDebug serves pprof on addr until the returned stop is called.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+// serveDebug serves pprof on addr until the returned stop is called, and
+// the CRI calls' server times (times, if not nil) at /debug/cri/times as
+// JSON (cri.RPCTimesSnapshot).
+func serveDebug(addr string, log *slog.Logger, times *cri.RPCTimes) (stop func(), err error) {
 	l, err := debugListen(addr)
 	if err != nil {
 		return nil, err
@@ -50,6 +54,12 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if times != nil {
+		mux.HandleFunc("/debug/cri/times", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = times.WriteJSON(w)
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -28,7 +28,7 @@ func TestDebugListenRefusesWhatIsNotLoopbackOrUnix(t *testing.T) {
 
 func TestServeDebugAnswersGoroutineProfileOnUnixSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "debug.sock")
-	stop, err := serveDebug("unix:"+sock, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	stop, err := serveDebug("unix:"+sock, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

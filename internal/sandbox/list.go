@@ -12,6 +12,39 @@ type Filter struct {
 	LabelSelector map[string]string
 }
 
+// Generation changes after every change List could show. Read it before
+// listing: a list taken after Generation returned g shows every change
+// made before g, so what was built from it is stale once Generation
+// differs from g. The CRI layer caches encoded list responses on it.
+func (m *Manager) Generation() uint64 { return m.gen.Load() }
+
+// ListShared is List without the copies: the views are shared and must not
+// be changed (each is replaced, never modified, when its pod changes).
+// The CRI layer's lists use it; callers that keep or hand out a pod use
+// List.
+func (m *Manager) ListShared(f Filter) []*Sandbox {
+	m.mu.Lock()
+	out := make([]*Sandbox, 0, len(m.byID))
+	for id, p := range m.byID {
+		if !strings.HasPrefix(id, f.ID) {
+			continue
+		}
+		v := p.view.Load()
+		if v == nil || v.State == Creating || (f.State != "" && v.State != f.State) || !matchLabels(v.Config.GetLabels(), f.LabelSelector) {
+			continue
+		}
+		out = append(out, v)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Sandbox) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
 // List returns the pods matching f, oldest first, from memory.
 func (m *Manager) List(f Filter) []Sandbox {
 	m.mu.Lock()

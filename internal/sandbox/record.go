@@ -173,7 +173,9 @@ func (m *Manager) publish(p *pod) {
 	case r.InitPID > 0:
 		v.PIDNS = fmt.Sprintf("/proc/%d/ns/pid", r.InitPID)
 	}
+	v.Version = m.gen.Add(1)
 	p.view.Store(v)
+	m.gen.Add(1) // after the store: see Generation
 }
 
 // loadRecord reads one record file and rebuilds its pod.

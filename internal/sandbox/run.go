@@ -201,4 +201,5 @@ func (m *Manager) forget(p *pod) {
 	if m.names[p.name] == p {
 		delete(m.names, p.name)
 	}
+	m.gen.Add(1)
 }

@@ -165,6 +165,11 @@ type Sandbox struct {
 	// Resources kubelet last reported for the pod; nil if never. Shared:
 	// read-only.
 	Resources *PodResources
+
+	// Version changes whenever the view does, and no two versions of the
+	// manager's pods are equal: a cache of what the pod answers (the CRI
+	// layer's encoded list items) is fresh while it holds.
+	Version uint64
 }
 
 // Metadata, Labels and Annotations come from the pod's config.
@@ -180,6 +185,9 @@ type Manager struct {
 	shmSize *atomic.Int64 // cfg.ShmSize as SetShmSize last set it
 	recDir  string        // <root>/pods
 	podsDir string        // <state>/pods
+
+	// gen counts changes List could show; see Generation.
+	gen atomic.Uint64
 
 	mu    sync.Mutex
 	byID  map[string]*pod

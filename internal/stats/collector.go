@@ -77,6 +77,8 @@ type Collector struct {
 	mu      sync.Mutex
 	samples map[string]Sample
 	pods    map[string]PodSample
+	// gen counts changes to samples and pods; see Generation.
+	gen atomic.Uint64
 
 	// asked is when a caller last wanted a sample (unix nanoseconds): the
 	// loop samples only while someone reads, so a node whose kubelet takes
@@ -118,6 +120,13 @@ func New(cfg Config) (*Collector, error) {
 	go c.loop(ctx)
 	return c, nil
 }
+
+// Generation changes after every change to the cached samples (a new
+// sample, a container or pod forgotten). Read it before reading samples:
+// what was built from them is stale once Generation differs. The CRI
+// layer caches encoded stats responses on it, so they are exactly as fresh
+// as the samples: at most Interval old, as before.
+func (c *Collector) Generation() uint64 { return c.gen.Load() }
 
 // PSI tells whether samples carry pressure stall information, so that
 // metric descriptors can be fixed at start-up.
@@ -202,6 +211,7 @@ func (c *Collector) refreshContainers(full bool) {
 		}
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 // Get returns t's cached sample, sampling it now if the loop has not yet,
@@ -276,6 +286,7 @@ func (c *Collector) sample(t Target, full bool) (Sample, error) {
 		c.samples[t.ID] = s
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 	return s, nil
 }
 
@@ -289,6 +300,7 @@ func (c *Collector) Forget(id string) {
 	c.mu.Lock()
 	delete(c.samples, id)
 	c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 // detail takes the metrics-only figures of a sample; failing them must not

@@ -188,3 +188,43 @@ func TestBackgroundLoopStopsOnClose(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 }
+
+// The CRI layer reuses encoded stats answers while Generation holds: every
+// change to the cache must move it, and reading the cache must not.
+func TestGenerationMovesWithEveryChangeOnly(t *testing.T) {
+	root := v1Tree(t, "1", false)
+	l := &targetList{}
+	c := newCollector(t, root, l)
+	tg := Target{ID: "c1", CgroupsPath: "/pod/c1"}
+	g := c.Generation()
+	if _, err := c.Get(tg); err != nil { // first sample: stored
+		t.Fatal(err)
+	}
+	if c.Generation() == g {
+		t.Fatal("a new sample left the generation")
+	}
+	g = c.Generation()
+	if _, err := c.Get(tg); err != nil { // cached: nothing changes
+		t.Fatal(err)
+	}
+	if c.Generation() != g {
+		t.Fatal("a cached read moved the generation")
+	}
+	l.set(tg)
+	c.Refresh()
+	if c.Generation() == g {
+		t.Fatal("a refresh left the generation")
+	}
+	g = c.Generation()
+	c.Forget("c1")
+	if c.Generation() == g {
+		t.Fatal("forgetting a container left the generation")
+	}
+	g = c.Generation()
+	if _, err := c.Pod(PodTarget{ID: "p1", Containers: []string{"c1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Generation() == g {
+		t.Fatal("a pod sample left the generation")
+	}
+}

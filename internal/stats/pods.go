@@ -101,6 +101,7 @@ func (c *Collector) refreshPods(full bool) {
 		}
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 func (c *Collector) samplePod(t PodTarget, withNetwork, full bool) (PodSample, error) {
@@ -147,6 +148,7 @@ func (c *Collector) samplePod(t PodTarget, withNetwork, full bool) (PodSample, e
 		c.pods[t.ID] = s
 	}
 	c.mu.Unlock()
+	c.gen.Add(1)
 	return s, nil
 }
 
