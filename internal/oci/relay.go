@@ -43,7 +43,7 @@ import (
 	"github.com/cradle-runtime/cradle/internal/errdefs"
 )
 
-// RelayVerb is the first argument that makes the cradle binary the relay
+// RelayVerb is the first argument that makes the daemon binary (cradled) the relay
 // (cmd/cradle hands over to RelayMain before anything else runs).
 const RelayVerb = "oci-relay"
 
