@@ -44,7 +44,7 @@ import (
 )
 
 // RelayVerb is the first argument that makes the daemon binary (cradled) the relay
-// (cmd/cradle hands over to RelayMain before anything else runs).
+// (cmd/cradled hands over to RelayMain before anything else runs).
 const RelayVerb = "oci-relay"
 
 const (
