@@ -155,6 +155,11 @@ func (r *Runtime) DeleteFiles(ctx context.Context, id string) error {
 	if err := validID(id); err != nil {
 		return err
 	}
+	if m := r.monitorOf(id); m == nil || m.watch == nil {
+		// No conmon known (a create cut short by a crash): one may still
+		// be on its way, and must not outlive the files.
+		r.killStrayMonitors(ctx, id)
+	}
 	r.stopMonitor(ctx, id)
 	r.waitPlacement(ctx, id)
 	// Before the state dir goes: it holds the record of the monitor cgroup.
