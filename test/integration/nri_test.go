@@ -207,7 +207,10 @@ func TestNRIAdjustmentsThroughCRI(t *testing.T) {
 		{[]string{"sh", "-c", "echo $NRI_ENV $CRADLE_CDI"}, "set null0\n"},
 		{[]string{"stat", "-c", "%F %t:%T", "/dev/nri-null", "/dev/cradle-null0"}, "character special file 1:3\ncharacter special file 1:3\n"},
 		{[]string{"sh", "-c", "echo x > /dev/nri-null && echo written"}, "written\n"},
-		{[]string{"sh", "-c", "ulimit -n"}, "1234\n"},
+		// The init's limits: an exec'd process races Debian's runc 1.1,
+		// whose Go runtime raises its soft NOFILE to the hard limit while
+		// the parent sets the spec's (fixed in runc 1.2).
+		{[]string{"sh", "-c", "grep 'Max open files' /proc/1/limits | tr -s ' ' | cut -d' ' -f4,5"}, "1234 4321\n"},
 		{[]string{"cat", "/proc/1/oom_score_adj"}, "500\n"},
 		{[]string{"sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"}, "sleep 1001 "},
 		{[]string{"cat", "/sys/fs/cgroup/cpu/cpu.shares"}, "256\n"},
